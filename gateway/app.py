@@ -1,0 +1,142 @@
+"""The Gateway: every stage built from Settings in one place, started downstream-first and stopped
+upstream-first (receivers stop taking data, in-flight requests finish, then processors and exporters
+drain and flush, and the metrics endpoint goes last so a final scrape still sees the totals).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+from collections.abc import Mapping
+
+from prometheus_client import CollectorRegistry
+
+import gateway
+from gateway.component import Exporter, Processor
+# from gateway.derive.genai import GenAIProcessor  # wired when derive lands
+from gateway.log import get_logger
+from gateway.metrics.collector import StoreCollector
+from gateway.metrics.http import MetricsServer
+from gateway.metrics.store import MetricStore
+from gateway.pipeline import Pipeline
+from gateway.receivers.ingest import Ingest, ReceiverTelemetry
+from gateway.receivers.otlp_grpc import OtlpGrpcReceiver
+from gateway.receivers.otlp_http import OtlpHttpReceiver
+from gateway.registry import build_exporter
+from gateway.settings import Settings
+from proto_handlers import SIGNALS, Signal
+
+SHUTDOWN_GRACE_SECONDS = 5.0
+
+
+class Gateway:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._log = get_logger("gateway")
+        self.store = MetricStore(
+            max_series=settings.prometheus.max_series_per_metric,
+            series_expiration=settings.prometheus.series_expiration,
+        )
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.collector = StoreCollector(self.store)
+        self.registry.register(self.collector)
+        build_info = self.store.gauge(
+            "gateway_build_info",
+            "Build information of the running gateway; always 1.",
+            ("version", "python_version"),
+            expires=False,
+        )
+        build_info.set((gateway.__version__, platform.python_version()), 1.0)
+
+        used = {name for p in settings.pipelines.values() for name in p.exporters}
+        # Every defined exporter is validated (a typo in an unused one is still a typo); used ones run.
+        built = {e.name: build_exporter(e) for e in settings.exporters}
+        self.exporters: dict[str, Exporter] = {name: e for name, e in built.items() if name in used}
+        self.processors: dict[Signal, list[Processor]] = {
+            "traces": [],
+            "metrics": [],
+            "logs": [],
+        }
+        processor_failures = self.store.counter(
+            "gateway_processor_failed_batches",
+            "Batches a processor failed on; the batch was still forwarded.",
+            ("processor",),
+            expires=False,
+        )
+        self.pipelines: Mapping[Signal, Pipeline] = {
+            signal: Pipeline(
+                signal,
+                self.processors[signal],
+                [self.exporters[name] for name in settings.pipelines[signal].exporters],
+                self.store,
+                processor_failures,
+            )
+            for signal in SIGNALS
+        }
+        self.ingest = Ingest(self.pipelines, ReceiverTelemetry(self.store))
+        self.grpc = (
+            OtlpGrpcReceiver(settings.grpc, self.ingest, SHUTDOWN_GRACE_SECONDS) if settings.grpc else None
+        )
+        self.http = (
+            OtlpHttpReceiver(settings.http, self.ingest, SHUTDOWN_GRACE_SECONDS) if settings.http else None
+        )
+        self.metrics_server = MetricsServer(settings.prometheus.endpoint, self.registry, self.readiness)
+        self._started = False
+
+    def readiness(self) -> dict[str, bool]:
+        """Per-component readiness for /health/ready: receivers listening, exporters started."""
+        state: dict[str, bool] = {}
+        if self.grpc is not None:
+            state["receiver/otlp_grpc"] = self.grpc.ready()
+        if self.http is not None:
+            state["receiver/otlp_http"] = self.http.ready()
+        for name, exporter in self.exporters.items():
+            state[f"exporter/{name}"] = exporter.ready()
+        return state
+
+    async def start(self) -> None:
+        """Downstream first, so nothing is received before it has somewhere to go."""
+        self._started = True
+        try:
+            await self.metrics_server.start()
+            for exporter in self.exporters.values():
+                await exporter.start()
+            for processors in self.processors.values():
+                for processor in processors:
+                    await processor.start()
+            if self.http is not None:
+                await self.http.start()
+            if self.grpc is not None:
+                await self.grpc.start()
+        except BaseException:
+            await self.shutdown()
+            raise
+        self._log.info(
+            "gateway_started",
+            grpc_port=self.grpc.port if self.grpc else None,
+            http_port=self.http.port if self.http else None,
+            metrics_port=self.metrics_server.port,
+        )
+
+    async def shutdown(self) -> None:
+        """Upstream first; idempotent and safe without start."""
+        if not self._started:
+            return
+        self._started = False
+        self.ingest.close()
+        receivers = [r for r in (self.grpc, self.http) if r is not None]
+        await asyncio.gather(*(r.shutdown() for r in receivers))
+        for processors in self.processors.values():
+            for processor in processors:
+                await processor.shutdown()
+        await asyncio.gather(*(e.shutdown() for e in self.exporters.values()))
+        await self.metrics_server.shutdown()
+        self._log.info("gateway_stopped")
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Start, serve until ``stop`` is set, then shut down in order."""
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.shutdown()

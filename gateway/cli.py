@@ -1,0 +1,60 @@
+"""Command line: ``otel-ai-gateway [--config FILE]`` (also ``python -m gateway``).
+
+Exit codes: 0 after a clean shutdown on SIGTERM/SIGINT, 2 for an invalid configuration (the message
+names the key path), 1 when a port cannot be bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+
+from gateway.log import configure_logging, get_logger
+from gateway.settings import ConfigError, load_settings
+
+EXIT_CONFIG = 2
+EXIT_STARTUP = 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="otel-ai-gateway",
+        description="OTLP gateway that derives GenAI token, cost and latency metrics and forwards OTLP.",
+    )
+    parser.add_argument("--config", help="YAML config file (default: the embedded defaults)")
+    parser.add_argument("--log-format", choices=("json", "console"), default="json")
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    return parser
+
+
+async def _serve(config_path: str | None) -> int:
+    from gateway.app import Gateway  # imported late: building it loads price data
+
+    log = get_logger("cli")
+    try:
+        settings = load_settings(config_path)
+        gateway = Gateway(settings)
+    except ConfigError as exc:
+        log.error("invalid_config", key=exc.path, error=exc.message)
+        print(f"otel-ai-gateway: invalid configuration: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await gateway.run(stop)
+    except OSError as exc:
+        log.error("startup_failed", error=str(exc))
+        print(f"otel-ai-gateway: cannot start: {exc}", file=sys.stderr)
+        return EXIT_STARTUP
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    configure_logging(args.log_format, args.log_level)
+    return asyncio.run(_serve(args.config))

@@ -1,0 +1,299 @@
+"""The gateway's own metric state: plain dicts of label tuples -> numbers, read by one Collector.
+
+Why not prometheus_client's Counter/Histogram objects: derivation creates series from span data
+(models, tenants, services) at a rate of hundreds of thousands of observations a second, and a child
+object per label set with a lock per increment costs more than the arithmetic. Here a series is a
+small list, updated in place on the event loop (one thread, no locks), and exposition builds the
+families only when Prometheus scrapes.
+
+Two protections the collector's spanmetrics lacks by default:
+- a cardinality cap per metric: past ``max_series`` label sets, new ones go to a single overflow
+  series labelled ``otel_metric_overflow="true"`` (the OTel SDK's rule) and
+  ``gateway_metric_series_overflow_total{metric}`` counts them;
+- staleness: series not updated for ``series_expiration`` seconds are deleted, so a model or tenant
+  that stopped sending leaves /metrics (families created with ``expires=False`` keep their series,
+  e.g. the gateway's own counters).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal, TypeAlias, TypeVar
+
+LabelKey: TypeAlias = tuple[str, ...]
+Kind = Literal["counter", "gauge", "histogram"]
+OVERFLOW_LABEL = "otel_metric_overflow"
+OVERFLOW_KEY: LabelKey = ("\x00overflow",)
+
+
+@dataclass(frozen=True, slots=True)
+class Exemplar:
+    """The trace behind an observation: lowercase hex ids, the observed value, unix seconds."""
+
+    trace_id: str
+    span_id: str
+    value: float
+    timestamp: float
+
+
+class CounterSeries:
+    __slots__ = ("exemplar", "updated", "value")
+
+    def __init__(self, now: float) -> None:
+        self.value = 0.0
+        self.exemplar: Exemplar | None = None
+        self.updated = now
+
+
+class GaugeSeries:
+    __slots__ = ("updated", "value")
+
+    def __init__(self, now: float) -> None:
+        self.value = 0.0
+        self.updated = now
+
+
+class HistogramSeries:
+    """Per-bucket (not cumulative) counts, the last bucket being +Inf; cumulated at exposition."""
+
+    __slots__ = ("count", "counts", "exemplars", "sum", "updated")
+
+    def __init__(self, n_buckets: int, now: float) -> None:
+        self.counts = [0] * (n_buckets + 1)
+        self.exemplars: list[Exemplar | None] = [None] * (n_buckets + 1)
+        self.sum = 0.0
+        self.count = 0
+        self.updated = now
+
+
+class _Family:
+    """What every metric family shares: identity, label names, the series dict and the cap."""
+
+    kind: Kind
+
+    def __init__(
+        self, store: MetricStore, name: str, documentation: str, labelnames: Sequence[str], expires: bool
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self.expires = expires
+        self._store = store
+
+    def series_count(self) -> int:
+        raise NotImplementedError
+
+    def _admit(self, series: dict[LabelKey, object], labels: LabelKey) -> LabelKey:
+        """The key a new label set is stored under: itself, or the overflow key past the cap."""
+        if len(labels) != len(self.labelnames):
+            raise ValueError(f"{self.name}: expected {len(self.labelnames)} label values, got {len(labels)}")
+        if len(series) - (OVERFLOW_KEY in series) >= self._store.max_series:
+            self._store.count_overflow(self.name)
+            return OVERFLOW_KEY
+        return labels
+
+
+class CounterFamily(_Family):
+    kind: Kind = "counter"
+
+    def __init__(
+        self, store: MetricStore, name: str, documentation: str, labelnames: Sequence[str], expires: bool
+    ) -> None:
+        super().__init__(store, name, documentation, labelnames, expires)
+        self.series: dict[LabelKey, CounterSeries] = {}
+
+    def inc(self, labels: LabelKey, amount: float = 1.0, exemplar: Exemplar | None = None) -> None:
+        """Add a non-negative amount; NaN, infinities and negatives are refused, never stored."""
+        if not (0.0 <= amount < math.inf):
+            raise ValueError(f"{self.name}: counter increment must be finite and >= 0, got {amount}")
+        series = self.series.get(labels)
+        if series is None:
+            key = self._admit(self.series, labels)  # type: ignore[arg-type]
+            series = self.series.get(key)
+            if series is None:
+                series = self.series[key] = CounterSeries(self._store.now)
+        series.value += amount
+        series.updated = self._store.now
+        if exemplar is not None:
+            series.exemplar = exemplar
+
+    def value(self, labels: LabelKey) -> float:
+        series = self.series.get(labels)
+        return 0.0 if series is None else series.value
+
+    def series_count(self) -> int:
+        return len(self.series)
+
+
+class GaugeFamily(_Family):
+    kind: Kind = "gauge"
+
+    def __init__(
+        self, store: MetricStore, name: str, documentation: str, labelnames: Sequence[str], expires: bool
+    ) -> None:
+        super().__init__(store, name, documentation, labelnames, expires)
+        self.series: dict[LabelKey, GaugeSeries] = {}
+
+    def _get(self, labels: LabelKey) -> GaugeSeries:
+        series = self.series.get(labels)
+        if series is None:
+            key = self._admit(self.series, labels)  # type: ignore[arg-type]
+            series = self.series.get(key)
+            if series is None:
+                series = self.series[key] = GaugeSeries(self._store.now)
+        series.updated = self._store.now
+        return series
+
+    def set(self, labels: LabelKey, value: float) -> None:
+        self._get(labels).value = value
+
+    def inc(self, labels: LabelKey, amount: float = 1.0) -> None:
+        self._get(labels).value += amount
+
+    def remove(self, labels: LabelKey) -> None:
+        self.series.pop(labels, None)
+
+    def value(self, labels: LabelKey) -> float:
+        series = self.series.get(labels)
+        return 0.0 if series is None else series.value
+
+    def series_count(self) -> int:
+        return len(self.series)
+
+
+class HistogramFamily(_Family):
+    kind: Kind = "histogram"
+
+    def __init__(
+        self,
+        store: MetricStore,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        buckets: Sequence[float],
+        expires: bool,
+    ) -> None:
+        super().__init__(store, name, documentation, labelnames, expires)
+        bounds = [float(b) for b in buckets]
+        if not bounds or bounds != sorted(set(bounds)) or not all(math.isfinite(b) for b in bounds):
+            raise ValueError(f"{name}: buckets must be finite, strictly increasing and non-empty")
+        self.buckets = tuple(bounds)
+        self.series: dict[LabelKey, HistogramSeries] = {}
+
+    def observe(self, labels: LabelKey, value: float, exemplar: Exemplar | None = None) -> None:
+        """Count a finite value in its bucket (upper bounds inclusive, as Prometheus' ``le``)."""
+        if not math.isfinite(value):
+            raise ValueError(f"{self.name}: observation must be finite, got {value}")
+        series = self.series.get(labels)
+        if series is None:
+            key = self._admit(self.series, labels)  # type: ignore[arg-type]
+            series = self.series.get(key)
+            if series is None:
+                series = self.series[key] = HistogramSeries(len(self.buckets), self._store.now)
+        index = bisect.bisect_left(self.buckets, value)
+        series.counts[index] += 1
+        series.sum += value
+        series.count += 1
+        series.updated = self._store.now
+        if exemplar is not None:
+            series.exemplars[index] = exemplar
+
+    def series_count(self) -> int:
+        return len(self.series)
+
+
+Family = CounterFamily | GaugeFamily | HistogramFamily
+_F = TypeVar("_F", CounterFamily, GaugeFamily, HistogramFamily)
+
+
+class MetricStore:
+    """All families the gateway serves, by name; the only metric registry the gateway owns.
+
+    ``now`` is refreshed once per batch (``tick()``) rather than read per observation: staleness
+    needs seconds, not nanoseconds, and a clock call per span is measurable on the hot path.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_series: int = 2000,
+        series_expiration: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_series < 1:
+            raise ValueError("max_series must be >= 1")
+        self.max_series = max_series
+        self.series_expiration = series_expiration
+        self._clock = clock
+        self.now = clock()
+        self._families: dict[str, Family] = {}
+        self._overflow = CounterFamily(
+            self,
+            "gateway_metric_series_overflow",
+            "Observations sent to the otel_metric_overflow series because a metric reached its series limit.",
+            ("metric",),
+            expires=False,
+        )
+        self._families[self._overflow.name] = self._overflow
+
+    def tick(self) -> float:
+        """Refresh ``now`` from the clock; called once per batch and before each scrape."""
+        self.now = self._clock()
+        return self.now
+
+    def counter(
+        self, name: str, documentation: str, labelnames: Sequence[str], *, expires: bool = True
+    ) -> CounterFamily:
+        """A counter family; ``name`` is given without ``_total``, which exposition appends."""
+        if name.endswith("_total"):
+            raise ValueError(f"{name}: give counter names without the _total suffix")
+        return self._add(CounterFamily(self, name, documentation, labelnames, expires))
+
+    def gauge(
+        self, name: str, documentation: str, labelnames: Sequence[str], *, expires: bool = True
+    ) -> GaugeFamily:
+        return self._add(GaugeFamily(self, name, documentation, labelnames, expires))
+
+    def histogram(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        buckets: Sequence[float],
+        *,
+        expires: bool = True,
+    ) -> HistogramFamily:
+        return self._add(HistogramFamily(self, name, documentation, labelnames, buckets, expires))
+
+    def _add(self, family: _F) -> _F:
+        if family.name in self._families:
+            raise ValueError(f"metric family {family.name!r} is already registered")
+        self._families[family.name] = family
+        return family
+
+    def family(self, name: str) -> Family:
+        return self._families[name]
+
+    def families(self) -> Iterator[Family]:
+        return iter(list(self._families.values()))
+
+    def count_overflow(self, metric: str) -> None:
+        self._overflow.inc((metric,))
+
+    def expire(self) -> int:
+        """Delete series of expiring families not updated within ``series_expiration``; returns how many."""
+        deadline = self.now - self.series_expiration
+        removed = 0
+        for family in self._families.values():
+            if not family.expires:
+                continue
+            series: dict[LabelKey, CounterSeries | GaugeSeries | HistogramSeries] = family.series  # type: ignore[assignment]
+            stale = [key for key, s in series.items() if s.updated < deadline]
+            for key in stale:
+                del series[key]
+            removed += len(stale)
+        return removed

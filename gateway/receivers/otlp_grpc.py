@@ -1,0 +1,88 @@
+"""OTLP/gRPC receiver: TraceService, MetricsService and LogsService ``Export`` on grpc.aio.
+
+Handlers are generic with no deserializer, so the request arrives as the raw bytes the sender
+serialized: they are decoded once for derivation and forwarded as they are. gRPC itself inflates
+gzip (``grpc-encoding``) and enforces ``max_recv_msg_size`` (RESOURCE_EXHAUSTED) before we run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import grpc
+
+from gateway.errors import GatewayError, wire_status
+from gateway.log import get_logger
+from gateway.receivers.ingest import Ingest
+from gateway.settings import GrpcReceiverSettings
+from proto_handlers import DecodeError, Signal, encode_export_response
+
+SERVICES: dict[Signal, str] = {
+    "traces": "opentelemetry.proto.collector.trace.v1.TraceService",
+    "metrics": "opentelemetry.proto.collector.metrics.v1.MetricsService",
+    "logs": "opentelemetry.proto.collector.logs.v1.LogsService",
+}
+
+Handler = Callable[[bytes, grpc.aio.ServicerContext[bytes, bytes]], Coroutine[Any, Any, bytes]]
+
+
+class OtlpGrpcReceiver:
+    def __init__(self, settings: GrpcReceiverSettings, ingest: Ingest, shutdown_grace: float = 5.0) -> None:
+        self._settings = settings
+        self._ingest = ingest
+        self._grace = shutdown_grace
+        self._server: grpc.aio.Server | None = None
+        self._log = get_logger("receiver/otlp_grpc")
+        self.port: int | None = None
+        self._empty_response = {signal: encode_export_response(signal, "protobuf") for signal in SERVICES}
+
+    def _handler(self, signal: Signal) -> Handler:
+        ingest = self._ingest.ingest
+        empty = self._empty_response[signal]
+
+        async def export(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+            try:
+                await ingest(signal, request, "protobuf", "grpc")
+            except DecodeError as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.reason)
+            except GatewayError as exc:
+                await context.abort(wire_status(exc).grpc_code, exc.reason)
+            return empty
+
+        return export
+
+    async def start(self) -> None:
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", self._settings.max_recv_msg_size),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        handlers = [
+            grpc.method_handlers_generic_handler(
+                service,
+                {"Export": grpc.unary_unary_rpc_method_handler(self._handler(signal))},
+            )
+            for signal, service in SERVICES.items()
+        ]
+        server.add_generic_rpc_handlers(handlers)
+        endpoint = self._settings.endpoint
+        try:
+            self.port = server.add_insecure_port(str(endpoint))
+        except RuntimeError as exc:
+            raise OSError(f"cannot listen on {endpoint} (gRPC): {exc}") from exc
+        await server.start()
+        self._server = server
+        self._log.info("receiver_started", endpoint=f"{endpoint.host}:{self.port}")
+
+    def ready(self) -> bool:
+        return self._server is not None
+
+    async def shutdown(self) -> None:
+        """Stop accepting, let in-flight RPCs finish within the grace period."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        await server.stop(self._grace)
+        self._log.info("receiver_stopped")

@@ -1,0 +1,346 @@
+"""Configuration: one YAML file -> frozen dataclasses, validated once at start-up.
+
+Every error names the key path (``receivers.otlp.grpc.endpoint: ...``) so a user can find the
+line to fix; the process exits non-zero before it binds a port. With no file, the dataclass defaults
+apply; ``config/gateway.yaml`` spells the same defaults out and a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gateway.derive.config import GenAIConfig
+
+KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
+
+_ENV_REF = re.compile(r"\$\$|\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|µs|ms|s|m|h)\s*$")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$")
+_SIZE_UNITS = {None: 1, "B": 1, "KB": 1000, "KiB": KIB, "MB": 10**6, "MiB": MIB, "GB": 10**9, "GiB": GIB}
+SIGNALS = ("traces", "metrics", "logs")
+
+
+class ConfigError(Exception):
+    """A configuration value is invalid; ``path`` is the dotted key path that holds it."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.message = message
+
+
+# --- value readers: each takes the raw value and its key path, returns a typed value ------------
+
+
+def expect_mapping(value: Any, path: str) -> Mapping[str, Any]:
+    """A YAML mapping; an absent (null) section reads as empty."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(path, f"expected a mapping, got {type(value).__name__}")
+    for key in value:
+        if not isinstance(key, str):
+            raise ConfigError(path, f"keys must be strings, got {key!r}")
+    return value
+
+
+def reject_unknown(section: Mapping[str, Any], allowed: Sequence[str], path: str) -> None:
+    """Unknown keys are typos until proven otherwise: refuse them, naming the first one."""
+    for key in section:
+        if key not in allowed:
+            where = f"{path}.{key}" if path else key
+            raise ConfigError(where, f"unknown key (expected one of: {', '.join(allowed)})")
+
+
+def read_str(value: Any, path: str, *, allow_empty: bool = False) -> str:
+    if not isinstance(value, str) or (not allow_empty and not value):
+        raise ConfigError(path, f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def read_bool(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(path, f"expected true or false, got {value!r}")
+    return value
+
+
+def read_int(value: Any, path: str, *, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(path, f"expected an integer, got {value!r}")
+    if value < minimum:
+        raise ConfigError(path, f"must be >= {minimum}, got {value}")
+    return value
+
+
+def read_duration(value: Any, path: str) -> float:
+    """Seconds from ``200ms``, ``10s``, ``5m`` (the collector's spelling) or a bare number of seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    if isinstance(value, str) and (match := _DURATION.match(value)):
+        return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    raise ConfigError(path, f"expected a duration such as 200ms, 10s or 5m, got {value!r}")
+
+
+def read_size(value: Any, path: str) -> int:
+    """Bytes from ``4MiB``, ``512KiB``, ``20MB`` or a bare integer."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and (match := _SIZE.match(value)):
+        return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+    raise ConfigError(path, f"expected a size such as 4MiB or 1048576, got {value!r}")
+
+
+def read_str_list(value: Any, path: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError(path, f"expected a list of strings, got {type(value).__name__}")
+    return tuple(read_str(item, f"{path}[{index}]") for index, item in enumerate(value))
+
+
+def read_endpoint(value: Any, path: str) -> Endpoint:
+    """``host:port`` as the collector writes it; port 0 asks the OS for a free one (tests)."""
+    text = read_str(value, path)
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise ConfigError(path, f"expected host:port, got {text!r}")
+    return Endpoint(host.strip("[]"), int(port_text))
+
+
+# --- the settings tree ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class GrpcReceiverSettings:
+    endpoint: Endpoint = Endpoint("localhost", 4317)
+    max_recv_msg_size: int = 4 * MIB  # the collector's default (max_recv_msg_size_mib: 4)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpReceiverSettings:
+    endpoint: Endpoint = Endpoint("localhost", 4318)
+    max_request_body_size: int = 20 * MIB  # the collector's default
+
+
+@dataclass(frozen=True, slots=True)
+class PrometheusSettings:
+    endpoint: Endpoint = Endpoint("localhost", 9464)
+    max_series_per_metric: int = 2000
+    series_expiration: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class ExporterSettings:
+    """One named exporter; ``options`` are validated by the exporter type's own factory."""
+
+    name: str
+    type: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineSettings:
+    exporters: tuple[str, ...] = ()
+
+
+def _default_exporters() -> tuple[ExporterSettings, ...]:
+    return (ExporterSettings(name="console", type="debug"),)
+
+
+def _default_pipelines() -> Mapping[str, PipelineSettings]:
+    return {
+        "traces": PipelineSettings(exporters=("console",)),
+        "metrics": PipelineSettings(),
+        "logs": PipelineSettings(),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    grpc: GrpcReceiverSettings | None = field(default_factory=GrpcReceiverSettings)
+    http: HttpReceiverSettings | None = field(default_factory=HttpReceiverSettings)
+    prometheus: PrometheusSettings = field(default_factory=PrometheusSettings)
+    exporters: tuple[ExporterSettings, ...] = field(default_factory=_default_exporters)
+    pipelines: Mapping[str, PipelineSettings] = field(default_factory=_default_pipelines)
+    genai: GenAIConfig = field(default_factory=GenAIConfig.default_config)
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+def substitute_env(text: str, environ: Mapping[str, str]) -> str:
+    """Expand ``${env:VAR}`` and ``${env:VAR:-default}`` as the collector does; ``$$`` is a literal ``$``."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        value = environ.get(match.group(1))
+        if value is None:
+            return match.group(2) or ""
+        return value
+
+    return _ENV_REF.sub(replace, text)
+
+
+def load_settings(path: str | Path | None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read, substitute and validate a config file; ``None`` means the embedded defaults."""
+    if path is None:
+        return Settings()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("--config", f"cannot read {path}: {exc.strerror}") from exc
+    return parse_settings(text, os.environ if environ is None else environ)
+
+
+def parse_settings(text: str, environ: Mapping[str, str]) -> Settings:
+    try:
+        raw = yaml.safe_load(substitute_env(text, environ))
+    except yaml.YAMLError as exc:
+        raise ConfigError("<file>", f"invalid YAML: {exc}") from exc
+    return settings_from_mapping(expect_mapping(raw, "<root>"))
+
+
+def settings_from_mapping(raw: Mapping[str, Any]) -> Settings:
+    reject_unknown(raw, ("receivers", "prometheus", "exporters", "pipelines", "genai"), "")
+    defaults = Settings()
+    grpc, http = _receivers(raw.get("receivers", _DEFAULT), defaults)
+    exporters = _exporters(raw.get("exporters", _DEFAULT), defaults.exporters)
+    pipelines = _pipelines(raw.get("pipelines", _DEFAULT), defaults.pipelines, {e.name for e in exporters})
+    genai_raw = raw.get("genai")
+    return Settings(
+        grpc=grpc,
+        http=http,
+        prometheus=_prometheus(expect_mapping(raw.get("prometheus"), "prometheus")),
+        exporters=exporters,
+        pipelines=pipelines,
+        genai=GenAIConfig.from_mapping(expect_mapping(genai_raw, "genai"), "genai"),
+    )
+
+
+_DEFAULT: Any = object()
+
+
+def _receivers(
+    value: Any, defaults: Settings
+) -> tuple[GrpcReceiverSettings | None, HttpReceiverSettings | None]:
+    """A receivers section that is given replaces the default one: a protocol left out is off."""
+    if value is _DEFAULT:
+        return defaults.grpc, defaults.http
+    receivers = expect_mapping(value, "receivers")
+    reject_unknown(receivers, ("otlp",), "receivers")
+    otlp = expect_mapping(receivers.get("otlp"), "receivers.otlp")
+    reject_unknown(otlp, ("grpc", "http"), "receivers.otlp")
+    grpc: GrpcReceiverSettings | None = None
+    http: HttpReceiverSettings | None = None
+    if "grpc" in otlp:
+        section = expect_mapping(otlp["grpc"], "receivers.otlp.grpc")
+        reject_unknown(section, ("endpoint", "max_recv_msg_size_mib"), "receivers.otlp.grpc")
+        base = GrpcReceiverSettings()
+        grpc = GrpcReceiverSettings(
+            endpoint=read_endpoint(section["endpoint"], "receivers.otlp.grpc.endpoint")
+            if "endpoint" in section
+            else base.endpoint,
+            max_recv_msg_size=read_int(
+                section["max_recv_msg_size_mib"], "receivers.otlp.grpc.max_recv_msg_size_mib", minimum=1
+            )
+            * MIB
+            if "max_recv_msg_size_mib" in section
+            else base.max_recv_msg_size,
+        )
+    if "http" in otlp:
+        section = expect_mapping(otlp["http"], "receivers.otlp.http")
+        reject_unknown(section, ("endpoint", "max_request_body_size"), "receivers.otlp.http")
+        base_http = HttpReceiverSettings()
+        http = HttpReceiverSettings(
+            endpoint=read_endpoint(section["endpoint"], "receivers.otlp.http.endpoint")
+            if "endpoint" in section
+            else base_http.endpoint,
+            max_request_body_size=read_size(
+                section["max_request_body_size"], "receivers.otlp.http.max_request_body_size"
+            )
+            if "max_request_body_size" in section
+            else base_http.max_request_body_size,
+        )
+    if grpc is None and http is None:
+        raise ConfigError("receivers.otlp", "enable at least one of grpc, http")
+    return grpc, http
+
+
+def _prometheus(section: Mapping[str, Any]) -> PrometheusSettings:
+    reject_unknown(section, ("endpoint", "max_series_per_metric", "series_expiration"), "prometheus")
+    base = PrometheusSettings()
+    return PrometheusSettings(
+        endpoint=read_endpoint(section["endpoint"], "prometheus.endpoint")
+        if "endpoint" in section
+        else base.endpoint,
+        max_series_per_metric=read_int(
+            section["max_series_per_metric"], "prometheus.max_series_per_metric", minimum=1
+        )
+        if "max_series_per_metric" in section
+        else base.max_series_per_metric,
+        series_expiration=read_duration(section["series_expiration"], "prometheus.series_expiration")
+        if "series_expiration" in section
+        else base.series_expiration,
+    )
+
+
+def _exporters(value: Any, defaults: tuple[ExporterSettings, ...]) -> tuple[ExporterSettings, ...]:
+    if value is _DEFAULT:
+        return defaults
+    section = expect_mapping(value, "exporters")
+    exporters = []
+    for name, body in section.items():
+        path = f"exporters.{name}"
+        options = dict(expect_mapping(body, path))
+        if "type" not in options:
+            raise ConfigError(f"{path}.type", "missing (e.g. type: debug, otlp_grpc or otlp_http)")
+        type_name = read_str(options.pop("type"), f"{path}.type")
+        exporters.append(ExporterSettings(name=name, type=type_name, options=options))
+    return tuple(exporters)
+
+
+def _pipelines(
+    value: Any, defaults: Mapping[str, PipelineSettings], exporter_names: set[str]
+) -> Mapping[str, PipelineSettings]:
+    if value is _DEFAULT:
+        section: Mapping[str, Any] = {
+            signal: {"exporters": list(p.exporters)} for signal, p in defaults.items()
+        }
+    else:
+        section = expect_mapping(value, "pipelines")
+    reject_unknown(section, SIGNALS, "pipelines")
+    pipelines: dict[str, PipelineSettings] = {}
+    for signal in SIGNALS:
+        body = expect_mapping(section.get(signal), f"pipelines.{signal}")
+        reject_unknown(body, ("exporters",), f"pipelines.{signal}")
+        names = read_str_list(body.get("exporters"), f"pipelines.{signal}.exporters")
+        for index, name in enumerate(names):
+            if name not in exporter_names:
+                known = ", ".join(sorted(exporter_names)) or "none"
+                raise ConfigError(
+                    f"pipelines.{signal}.exporters[{index}]",
+                    f"no exporter named {name!r} (defined: {known})",
+                )
+        pipelines[signal] = PipelineSettings(exporters=names)
+    return pipelines

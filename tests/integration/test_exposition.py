@@ -1,0 +1,78 @@
+"""/metrics and health as Prometheus and an orchestrator see them."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+
+import aiohttp
+import pytest
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+from gateway import __version__
+from tests.conftest import RunningGateway
+from tests.support.otel_sdk import make_spans
+
+
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail("promtool not found: `make test` installs the Debian package prometheus (needs root + apt)")
+    return path
+
+
+async def test_promtool_check_metrics_is_clean(running_gateway: RunningGateway) -> None:
+    """The exposition after real traffic passes `promtool check metrics` with no finding."""
+    exporter = OTLPSpanExporter(endpoint=running_gateway.grpc_target, insecure=True)
+    await asyncio.to_thread(exporter.export, make_spans(3))
+    exporter.shutdown()
+    exposition = await running_gateway.scrape()
+    result = subprocess.run(
+        [promtool(), "check", "metrics"], input=exposition.encode(), capture_output=True, timeout=60
+    )
+    assert (0, b"") == (result.returncode, result.stdout + result.stderr)
+
+
+async def test_build_info_names_the_version(running_gateway: RunningGateway) -> None:
+    """gateway_build_info is 1 and carries the package version."""
+    assert 1.0 == await running_gateway.value("gateway_build_info", {"version": __version__})
+
+
+async def test_openmetrics_is_served_when_asked_for(running_gateway: RunningGateway) -> None:
+    """A scraper that accepts OpenMetrics gets it (and the # EOF terminator)."""
+    async with aiohttp.ClientSession() as session, session.get(
+        f"{running_gateway.metrics_url}/metrics",
+        headers={"Accept": "application/openmetrics-text; version=1.0.0"},
+    ) as response:
+        body = await response.text()
+        assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+    assert body.endswith("# EOF\n")
+
+
+async def test_health_live_and_ready(running_gateway: RunningGateway) -> None:
+    """A started gateway is live and ready, and says which components it checked."""
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{running_gateway.metrics_url}/health/live") as live:
+            assert (200, {"status": "live"}) == (live.status, await live.json())
+        async with session.get(f"{running_gateway.metrics_url}/health/ready") as ready:
+            assert 200 == ready.status
+            assert {
+                "status": "ready",
+                "components": {
+                    "receiver/otlp_grpc": True,
+                    "receiver/otlp_http": True,
+                    "exporter/console": True,
+                },
+            } == await ready.json()
+
+
+async def test_ready_is_503_once_receivers_stop(running_gateway: RunningGateway) -> None:
+    """While shutting down (receivers closed) the gateway reports not ready."""
+    assert running_gateway.gateway.grpc is not None
+    await running_gateway.gateway.grpc.shutdown()
+    async with aiohttp.ClientSession() as session, session.get(
+        f"{running_gateway.metrics_url}/health/ready"
+    ) as ready:
+        assert 503 == ready.status
+        assert False is (await ready.json())["components"]["receiver/otlp_grpc"]

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 import gateway
 from gateway.component import Exporter, Processor
+
 # from gateway.derive.genai import GenAIProcessor  # wired when derive lands
 from gateway.log import get_logger
 from gateway.metrics.collector import StoreCollector
@@ -74,12 +75,8 @@ class Gateway:
             for signal in SIGNALS
         }
         self.ingest = Ingest(self.pipelines, ReceiverTelemetry(self.store))
-        self.grpc = (
-            OtlpGrpcReceiver(settings.grpc, self.ingest, SHUTDOWN_GRACE_SECONDS) if settings.grpc else None
-        )
-        self.http = (
-            OtlpHttpReceiver(settings.http, self.ingest, SHUTDOWN_GRACE_SECONDS) if settings.http else None
-        )
+        self.grpc = OtlpGrpcReceiver(settings.grpc, self.ingest, SHUTDOWN_GRACE_SECONDS) if settings.grpc else None
+        self.http = OtlpHttpReceiver(settings.http, self.ingest, SHUTDOWN_GRACE_SECONDS) if settings.http else None
         self.metrics_server = MetricsServer(settings.prometheus.endpoint, self.registry, self.readiness)
         self._started = False
 

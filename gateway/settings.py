@@ -241,9 +241,7 @@ def settings_from_mapping(raw: Mapping[str, Any]) -> Settings:
 _DEFAULT: Any = object()
 
 
-def _receivers(
-    value: Any, defaults: Settings
-) -> tuple[GrpcReceiverSettings | None, HttpReceiverSettings | None]:
+def _receivers(value: Any, defaults: Settings) -> tuple[GrpcReceiverSettings | None, HttpReceiverSettings | None]:
     """A receivers section that is given replaces the default one: a protocol left out is off."""
     if value is _DEFAULT:
         return defaults.grpc, defaults.http
@@ -291,12 +289,8 @@ def _prometheus(section: Mapping[str, Any]) -> PrometheusSettings:
     reject_unknown(section, ("endpoint", "max_series_per_metric", "series_expiration"), "prometheus")
     base = PrometheusSettings()
     return PrometheusSettings(
-        endpoint=read_endpoint(section["endpoint"], "prometheus.endpoint")
-        if "endpoint" in section
-        else base.endpoint,
-        max_series_per_metric=read_int(
-            section["max_series_per_metric"], "prometheus.max_series_per_metric", minimum=1
-        )
+        endpoint=read_endpoint(section["endpoint"], "prometheus.endpoint") if "endpoint" in section else base.endpoint,
+        max_series_per_metric=read_int(section["max_series_per_metric"], "prometheus.max_series_per_metric", minimum=1)
         if "max_series_per_metric" in section
         else base.max_series_per_metric,
         series_expiration=read_duration(section["series_expiration"], "prometheus.series_expiration")
@@ -324,9 +318,7 @@ def _pipelines(
     value: Any, defaults: Mapping[str, PipelineSettings], exporter_names: set[str]
 ) -> Mapping[str, PipelineSettings]:
     if value is _DEFAULT:
-        section: Mapping[str, Any] = {
-            signal: {"exporters": list(p.exporters)} for signal, p in defaults.items()
-        }
+        section: Mapping[str, Any] = {signal: {"exporters": list(p.exporters)} for signal, p in defaults.items()}
     else:
         section = expect_mapping(value, "pipelines")
     reject_unknown(section, SIGNALS, "pipelines")

@@ -34,9 +34,7 @@ def loopback_settings(base: Settings | None = None, **changes: object) -> Settin
             endpoint=Endpoint(LOOPBACK, 0),
             max_request_body_size=(settings.http or HttpReceiverSettings()).max_request_body_size,
         ),
-        prometheus=dataclasses.replace(
-            settings.prometheus or PrometheusSettings(), endpoint=Endpoint(LOOPBACK, 0)
-        ),
+        prometheus=dataclasses.replace(settings.prometheus or PrometheusSettings(), endpoint=Endpoint(LOOPBACK, 0)),
     )
     return dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
 
@@ -53,9 +51,10 @@ class RunningGateway:
 
     async def scrape(self, accept: str | None = None) -> str:
         headers = {"Accept": accept} if accept else {}
-        async with aiohttp.ClientSession() as session, session.get(
-            f"{self.metrics_url}/metrics", headers=headers
-        ) as response:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{self.metrics_url}/metrics", headers=headers) as response,
+        ):
             assert response.status == 200
             return await response.text()
 

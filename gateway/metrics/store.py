@@ -253,9 +253,7 @@ class MetricStore:
             raise ValueError(f"{name}: give counter names without the _total suffix")
         return self._add(CounterFamily(self, name, documentation, labelnames, expires))
 
-    def gauge(
-        self, name: str, documentation: str, labelnames: Sequence[str], *, expires: bool = True
-    ) -> GaugeFamily:
+    def gauge(self, name: str, documentation: str, labelnames: Sequence[str], *, expires: bool = True) -> GaugeFamily:
         return self._add(GaugeFamily(self, name, documentation, labelnames, expires))
 
     def histogram(

@@ -46,9 +46,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _status_response(http_status: int, code: int, message: str, fmt: WireFormat) -> web.Response:
-    return web.Response(
-        status=http_status, body=encode_status(code, message, fmt), content_type=RESPONSE_TYPES[fmt]
-    )
+    return web.Response(status=http_status, body=encode_status(code, message, fmt), content_type=RESPONSE_TYPES[fmt])
 
 
 def _plain(http_status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:

@@ -26,10 +26,13 @@ def one_span_request() -> bytes:
     return request.SerializeToString()
 
 
-async def post(gateway: RunningGateway, body: bytes, headers: dict[str, str], path: str = "/v1/traces") -> tuple[int, bytes, str]:
-    async with aiohttp.ClientSession(auto_decompress=False) as session, session.post(
-        f"{gateway.http_url}{path}", data=body, headers=headers
-    ) as response:
+async def post(
+    gateway: RunningGateway, body: bytes, headers: dict[str, str], path: str = "/v1/traces"
+) -> tuple[int, bytes, str]:
+    async with (
+        aiohttp.ClientSession(auto_decompress=False) as session,
+        session.post(f"{gateway.http_url}{path}", data=body, headers=headers) as response,
+    ):
         return response.status, await response.read(), response.headers.get("Content-Type", "")
 
 

@@ -68,9 +68,7 @@ def test_invalid_config_exits_2_naming_the_key(tmp_path: Path) -> None:
     """A bad value never reaches a listening socket: exit code 2 and the key path on stderr."""
     config = tmp_path / "gateway.yaml"
     config.write_text("prometheus: {endpoint: nowhere}\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway", "--config", str(config)], capture_output=True, timeout=60
-    )
+    result = subprocess.run([sys.executable, "-m", "gateway", "--config", str(config)], capture_output=True, timeout=60)
     assert 2 == result.returncode
     assert b"prometheus.endpoint: expected host:port" in result.stderr
 

@@ -41,10 +41,13 @@ async def test_build_info_names_the_version(running_gateway: RunningGateway) -> 
 
 async def test_openmetrics_is_served_when_asked_for(running_gateway: RunningGateway) -> None:
     """A scraper that accepts OpenMetrics gets it (and the # EOF terminator)."""
-    async with aiohttp.ClientSession() as session, session.get(
-        f"{running_gateway.metrics_url}/metrics",
-        headers={"Accept": "application/openmetrics-text; version=1.0.0"},
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"{running_gateway.metrics_url}/metrics",
+            headers={"Accept": "application/openmetrics-text; version=1.0.0"},
+        ) as response,
+    ):
         body = await response.text()
         assert response.headers["Content-Type"].startswith("application/openmetrics-text")
     assert body.endswith("# EOF\n")
@@ -71,8 +74,6 @@ async def test_ready_is_503_once_receivers_stop(running_gateway: RunningGateway)
     """While shutting down (receivers closed) the gateway reports not ready."""
     assert running_gateway.gateway.grpc is not None
     await running_gateway.gateway.grpc.shutdown()
-    async with aiohttp.ClientSession() as session, session.get(
-        f"{running_gateway.metrics_url}/health/ready"
-    ) as ready:
+    async with aiohttp.ClientSession() as session, session.get(f"{running_gateway.metrics_url}/health/ready") as ready:
         assert 503 == ready.status
         assert False is (await ready.json())["components"]["receiver/otlp_grpc"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from grpc import Compression as GrpcCompression
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetricExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
@@ -16,7 +17,6 @@ from opentelemetry.sdk._logs.export import LogRecordExportResult
 from opentelemetry.sdk.metrics.export import MetricExportResult
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from grpc import Compression as GrpcCompression
 from tests.conftest import RunningGateway
 from tests.support.otel_sdk import make_log_records, make_metrics, make_spans
 
@@ -51,22 +51,16 @@ async def test_grpc_metric_export_counts_data_points(running_gateway: RunningGat
     result = await asyncio.to_thread(exporter.export, make_metrics())
     exporter.shutdown()
     assert MetricExportResult.SUCCESS == result
-    assert 3.0 == await running_gateway.value(
-        "gateway_receiver_accepted_metric_points_total", {"transport": "grpc"}
-    )
+    assert 3.0 == await running_gateway.value("gateway_receiver_accepted_metric_points_total", {"transport": "grpc"})
 
 
 async def test_http_metric_export_counts_data_points(running_gateway: RunningGateway) -> None:
     """The same three metric points over OTLP/HTTP with gzip are counted under http."""
-    exporter = HttpMetricExporter(
-        endpoint=f"{running_gateway.http_url}/v1/metrics", compression=HttpCompression.Gzip
-    )
+    exporter = HttpMetricExporter(endpoint=f"{running_gateway.http_url}/v1/metrics", compression=HttpCompression.Gzip)
     result = await asyncio.to_thread(exporter.export, make_metrics())
     exporter.shutdown()
     assert MetricExportResult.SUCCESS == result
-    assert 3.0 == await running_gateway.value(
-        "gateway_receiver_accepted_metric_points_total", {"transport": "http"}
-    )
+    assert 3.0 == await running_gateway.value("gateway_receiver_accepted_metric_points_total", {"transport": "http"})
 
 
 async def test_grpc_log_export_counts_records(running_gateway: RunningGateway) -> None:

@@ -18,7 +18,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 
-def make_spans(count: int, service: str = "checkout", attributes: dict[str, object] | None = None) -> Sequence[ReadableSpan]:
+def make_spans(
+    count: int, service: str = "checkout", attributes: dict[str, object] | None = None
+) -> Sequence[ReadableSpan]:
     """``count`` finished spans of one service, made by the real SDK tracer."""
     memory = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": service}))

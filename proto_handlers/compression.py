@@ -142,6 +142,8 @@ def _unzstd(body: bytes, max_size: int) -> bytes:
     content size in the frame header (streaming encoders omit it) and never produces more than
     it is asked for, so a bomb is refused after ``max_size + 1`` bytes. The reader silently stops
     at a truncated frame, so the frame layout is checked afterwards (see ``_check_zstd_frames``).
+    Memory besides the output is the decoder's window, which libzstd caps by default at 128 MiB
+    (``ZSTD_WINDOWLOG_LIMIT_DEFAULT``): frames that ask for more are refused as corrupt.
     """
     reader = zstandard.ZstdDecompressor().stream_reader(body, read_across_frames=True)
     chunks: list[bytes] = []

@@ -18,7 +18,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from proto_handlers._json_ids import BadIdError, convert_ids
+from proto_handlers._json_ids import TRACE_ID_BYTES, BadIdError, convert_ids
 from proto_handlers._messages import REQUEST_TYPES
 from proto_handlers.errors import DecodeError
 from proto_handlers.signals import Signal, WireFormat
@@ -27,9 +27,7 @@ from proto_handlers.signals import Signal, WireFormat
 @overload
 def decode_request(signal: Literal["traces"], body: bytes, fmt: WireFormat) -> ExportTraceServiceRequest: ...
 @overload
-def decode_request(
-    signal: Literal["metrics"], body: bytes, fmt: WireFormat
-) -> ExportMetricsServiceRequest: ...
+def decode_request(signal: Literal["metrics"], body: bytes, fmt: WireFormat) -> ExportMetricsServiceRequest: ...
 @overload
 def decode_request(signal: Literal["logs"], body: bytes, fmt: WireFormat) -> ExportLogsServiceRequest: ...
 @overload
@@ -78,7 +76,7 @@ def _hex_id_to_base64(value: Any, size: int) -> Any:
     """
     if value is None or value == "":
         return value
-    kind = "trace" if size == 16 else "span"
+    kind = "trace" if size == TRACE_ID_BYTES else "span"
     if not isinstance(value, str):
         raise BadIdError(f"a {kind} id must be a hex string, not {_json_type(value)}")
     if len(value) != 2 * size:

@@ -36,9 +36,7 @@ _EMPTY_RESPONSE: Final[dict[WireFormat, bytes]] = {"protobuf": b"", "json": b"{}
 """A response without partial_success serializes to nothing: the common answer costs no encoding."""
 
 
-def encode_export_response(
-    signal: Signal, fmt: WireFormat, rejected: int = 0, error_message: str = ""
-) -> bytes:
+def encode_export_response(signal: Signal, fmt: WireFormat, rejected: int = 0, error_message: str = "") -> bytes:
     """Serialize the ``Export*ServiceResponse`` of ``signal`` as ``fmt``.
 
     ``rejected`` counts items in the signal's unit (spans, data points, log records) and fills
@@ -59,15 +57,11 @@ def encode_export_response(
         )
     elif signal == "metrics":
         response = ExportMetricsServiceResponse(
-            partial_success=ExportMetricsPartialSuccess(
-                rejected_data_points=rejected, error_message=error_message
-            )
+            partial_success=ExportMetricsPartialSuccess(rejected_data_points=rejected, error_message=error_message)
         )
     elif signal == "logs":
         response = ExportLogsServiceResponse(
-            partial_success=ExportLogsPartialSuccess(
-                rejected_log_records=rejected, error_message=error_message
-            )
+            partial_success=ExportLogsPartialSuccess(rejected_log_records=rejected, error_message=error_message)
         )
     else:
         raise ValueError(f"unknown signal {signal!r}")

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from prometheus_client import CollectorRegistry
 
 import gateway
+from gateway.auth import ApiKeyAuthenticator
 from gateway.component import Exporter, Processor
 
 # from gateway.derive.genai import GenAIProcessor  # wired when derive lands
@@ -75,8 +76,17 @@ class Gateway:
             for signal in SIGNALS
         }
         self.ingest = Ingest(self.pipelines, ReceiverTelemetry(self.store))
-        self.grpc = OtlpGrpcReceiver(settings.grpc, self.ingest, SHUTDOWN_GRACE_SECONDS) if settings.grpc else None
-        self.http = OtlpHttpReceiver(settings.http, self.ingest, SHUTDOWN_GRACE_SECONDS) if settings.http else None
+        authenticator = ApiKeyAuthenticator(settings.auth.api_keys) if settings.auth.enabled else None
+        self.grpc = (
+            OtlpGrpcReceiver(settings.grpc, self.ingest, SHUTDOWN_GRACE_SECONDS, authenticator)
+            if settings.grpc
+            else None
+        )
+        self.http = (
+            OtlpHttpReceiver(settings.http, self.ingest, SHUTDOWN_GRACE_SECONDS, authenticator)
+            if settings.http
+            else None
+        )
         self.metrics_server = MetricsServer(settings.prometheus.endpoint, self.registry, self.readiness)
         self._started = False
 

@@ -1,4 +1,5 @@
-"""Command line: ``otel-ai-gateway [--config FILE]`` (also ``python -m gateway``).
+"""Command line: ``otel-ai-gateway [--config FILE]`` (also ``python -m gateway``), and
+``otel-ai-gateway hash-key`` which prints the SHA-256 of an API key read from stdin, for ``auth.api_keys``.
 
 Exit codes: 0 after a clean shutdown on SIGTERM/SIGINT, 2 for an invalid configuration (the message
 names the key path), 1 when a port cannot be bound.
@@ -27,7 +28,21 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="YAML config file (default: the embedded defaults)")
     parser.add_argument("--log-format", choices=("json", "console"), default="json")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("hash-key", help="print the sha256 of an API key read from stdin (for auth.api_keys)")
     return parser
+
+
+def _hash_key() -> int:
+    """Read one key from stdin (trailing newline ignored) so it never lands in shell history."""
+    from gateway.auth import hash_key
+
+    key = sys.stdin.readline().rstrip("\r\n")
+    if not key:
+        print("otel-ai-gateway hash-key: no key on stdin", file=sys.stderr)
+        return EXIT_CONFIG
+    print(hash_key(key))
+    return 0
 
 
 async def _serve(config_path: str | None) -> int:
@@ -56,5 +71,7 @@ async def _serve(config_path: str | None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "hash-key":
+        return _hash_key()
     configure_logging(args.log_format, args.log_level)
     return asyncio.run(_serve(args.config))

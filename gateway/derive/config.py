@@ -20,7 +20,7 @@ class GenAIConfig:
 
     @staticmethod
     def from_mapping(raw: Mapping[str, Any], path: str = "genai") -> GenAIConfig:
-        from gateway.settings import read_str_list
+        from gateway.validation import read_str_list
 
         if "tenant_attributes" in raw:
             return GenAIConfig(tenant_attributes=read_str_list(raw["tenant_attributes"], f"{path}.tenant_attributes"))

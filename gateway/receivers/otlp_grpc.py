@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 
+from gateway.auth import ApiKeyAuthenticator, Unauthenticated
 from gateway.errors import GatewayError, wire_status
 from gateway.log import get_logger
 from gateway.receivers.ingest import Ingest
@@ -28,8 +29,15 @@ Handler = Callable[[bytes, grpc.aio.ServicerContext[bytes, bytes]], Coroutine[An
 
 
 class OtlpGrpcReceiver:
-    def __init__(self, settings: GrpcReceiverSettings, ingest: Ingest, shutdown_grace: float = 5.0) -> None:
+    def __init__(
+        self,
+        settings: GrpcReceiverSettings,
+        ingest: Ingest,
+        shutdown_grace: float = 5.0,
+        authenticator: ApiKeyAuthenticator | None = None,
+    ) -> None:
         self._settings = settings
+        self._authenticator = authenticator
         self._ingest = ingest
         self._grace = shutdown_grace
         self._server: grpc.aio.Server | None = None
@@ -39,11 +47,23 @@ class OtlpGrpcReceiver:
 
     def _handler(self, signal: Signal) -> Handler:
         ingest = self._ingest.ingest
+        telemetry = self._ingest.telemetry
         empty = self._empty_response[signal]
+        authenticator = self._authenticator
 
         async def export(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+            tenant: str | None = None
+            if authenticator is not None:  # before decoding: no parsing for strangers
+                authorization = next(
+                    (str(v) for k, v in context.invocation_metadata() or () if k == "authorization"), None
+                )
+                try:
+                    tenant = authenticator.authenticate(authorization)
+                except Unauthenticated as exc:
+                    telemetry.refuse_request("grpc", signal, "unauthenticated")
+                    await context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.reason)
             try:
-                await ingest(signal, request, "protobuf", "grpc")
+                await ingest(signal, request, "protobuf", "grpc", tenant)
             except DecodeError as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.reason)
             except GatewayError as exc:

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from gateway.auth import ApiKeyAuthenticator, Unauthenticated
 from gateway.errors import GatewayError, RetryableError, wire_status
 from gateway.log import get_logger
 from gateway.receivers.ingest import Ingest
@@ -54,8 +55,15 @@ def _plain(http_status: int, message: str, headers: dict[str, str] | None = None
 
 
 class OtlpHttpReceiver:
-    def __init__(self, settings: HttpReceiverSettings, ingest: Ingest, shutdown_grace: float = 5.0) -> None:
+    def __init__(
+        self,
+        settings: HttpReceiverSettings,
+        ingest: Ingest,
+        shutdown_grace: float = 5.0,
+        authenticator: ApiKeyAuthenticator | None = None,
+    ) -> None:
         self._settings = settings
+        self._authenticator = authenticator
         self._ingest = ingest
         self._grace = shutdown_grace
         self._runner: web.AppRunner | None = None
@@ -75,11 +83,19 @@ class OtlpHttpReceiver:
     def _handler(self, signal: Signal) -> Handler:
         limit = self._settings.max_request_body_size
         telemetry = self._ingest.telemetry
+        authenticator = self._authenticator
 
         async def handle(request: web.Request) -> web.StreamResponse:
             if request.method != "POST":
                 telemetry.refuse_request("http", signal, "method_not_allowed")
                 return _plain(405, f"{request.method} is not allowed; use POST", {"Allow": "POST"})
+            tenant: str | None = None
+            if authenticator is not None:  # before reading the body: no parsing for strangers
+                try:
+                    tenant = authenticator.authenticate(request.headers.get("Authorization"))
+                except Unauthenticated as exc:
+                    telemetry.refuse_request("http", signal, "unauthenticated")
+                    return _plain(401, exc.reason, {"WWW-Authenticate": 'Bearer realm="otel-ai-gateway"'})
             fmt = CONTENT_TYPES.get(request.content_type)
             if fmt is None:
                 telemetry.refuse_request("http", signal, "unsupported_media_type")
@@ -112,7 +128,7 @@ class OtlpHttpReceiver:
                 telemetry.refuse_request("http", signal, "invalid")
                 return _status_response(400, _INVALID_ARGUMENT, exc.reason, fmt)
             try:
-                await self._ingest.ingest(signal, payload, fmt, "http")
+                await self._ingest.ingest(signal, payload, fmt, "http", tenant)
             except DecodeError as exc:
                 return _status_response(400, _INVALID_ARGUMENT, exc.reason, fmt)
             except GatewayError as exc:

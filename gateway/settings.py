@@ -18,6 +18,7 @@ import yaml
 
 from gateway.auth import AuthSettings
 from gateway.derive.config import GenAIConfig
+from gateway.tls import TlsServerSettings
 from gateway.validation import (
     GIB,
     KIB,
@@ -74,12 +75,14 @@ SIGNALS = ("traces", "metrics", "logs")
 class GrpcReceiverSettings:
     endpoint: Endpoint = Endpoint("localhost", 4317)  # noqa: RUF009 (frozen, shared safely)
     max_recv_msg_size: int = 4 * MIB  # the collector's default (max_recv_msg_size_mib: 4)
+    tls: TlsServerSettings | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class HttpReceiverSettings:
     endpoint: Endpoint = Endpoint("localhost", 4318)  # noqa: RUF009 (frozen, shared safely)
     max_request_body_size: int = 20 * MIB  # the collector's default
+    tls: TlsServerSettings | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +198,7 @@ def _receivers(value: Any, defaults: Settings) -> tuple[GrpcReceiverSettings | N
     http: HttpReceiverSettings | None = None
     if "grpc" in otlp:
         section = expect_mapping(otlp["grpc"], "receivers.otlp.grpc")
-        reject_unknown(section, ("endpoint", "max_recv_msg_size_mib"), "receivers.otlp.grpc")
+        reject_unknown(section, ("endpoint", "max_recv_msg_size_mib", "tls"), "receivers.otlp.grpc")
         base = GrpcReceiverSettings()
         grpc = GrpcReceiverSettings(
             endpoint=read_endpoint(section["endpoint"], "receivers.otlp.grpc.endpoint")
@@ -207,10 +210,11 @@ def _receivers(value: Any, defaults: Settings) -> tuple[GrpcReceiverSettings | N
             * MIB
             if "max_recv_msg_size_mib" in section
             else base.max_recv_msg_size,
+            tls=_tls(section, "receivers.otlp.grpc.tls"),
         )
     if "http" in otlp:
         section = expect_mapping(otlp["http"], "receivers.otlp.http")
-        reject_unknown(section, ("endpoint", "max_request_body_size"), "receivers.otlp.http")
+        reject_unknown(section, ("endpoint", "max_request_body_size", "tls"), "receivers.otlp.http")
         base_http = HttpReceiverSettings()
         http = HttpReceiverSettings(
             endpoint=read_endpoint(section["endpoint"], "receivers.otlp.http.endpoint")
@@ -221,10 +225,17 @@ def _receivers(value: Any, defaults: Settings) -> tuple[GrpcReceiverSettings | N
             )
             if "max_request_body_size" in section
             else base_http.max_request_body_size,
+            tls=_tls(section, "receivers.otlp.http.tls"),
         )
     if grpc is None and http is None:
         raise ConfigError("receivers.otlp", "enable at least one of grpc, http")
     return grpc, http
+
+
+def _tls(section: Mapping[str, Any], path: str) -> TlsServerSettings | None:
+    if section.get("tls") is None:
+        return None
+    return TlsServerSettings.from_mapping(expect_mapping(section["tls"], path), path)
 
 
 def _prometheus(section: Mapping[str, Any]) -> PrometheusSettings:

@@ -14,7 +14,6 @@ from gateway.settings import (
     Endpoint,
     GrpcReceiverSettings,
     HttpReceiverSettings,
-    PrometheusSettings,
     Settings,
 )
 
@@ -26,15 +25,9 @@ def loopback_settings(base: Settings | None = None, **changes: object) -> Settin
     settings = base or Settings()
     settings = dataclasses.replace(
         settings,
-        grpc=GrpcReceiverSettings(
-            endpoint=Endpoint(LOOPBACK, 0),
-            max_recv_msg_size=(settings.grpc or GrpcReceiverSettings()).max_recv_msg_size,
-        ),
-        http=HttpReceiverSettings(
-            endpoint=Endpoint(LOOPBACK, 0),
-            max_request_body_size=(settings.http or HttpReceiverSettings()).max_request_body_size,
-        ),
-        prometheus=dataclasses.replace(settings.prometheus or PrometheusSettings(), endpoint=Endpoint(LOOPBACK, 0)),
+        grpc=dataclasses.replace(settings.grpc or GrpcReceiverSettings(), endpoint=Endpoint(LOOPBACK, 0)),
+        http=dataclasses.replace(settings.http or HttpReceiverSettings(), endpoint=Endpoint(LOOPBACK, 0)),
+        prometheus=dataclasses.replace(settings.prometheus, endpoint=Endpoint(LOOPBACK, 0)),
     )
     return dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
 

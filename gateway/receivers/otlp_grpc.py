@@ -88,13 +88,17 @@ class OtlpGrpcReceiver:
         ]
         server.add_generic_rpc_handlers(handlers)
         endpoint = self._settings.endpoint
+        tls = self._settings.tls
         try:
-            self.port = server.add_insecure_port(str(endpoint))
+            if tls is None:
+                self.port = server.add_insecure_port(str(endpoint))
+            else:
+                self.port = server.add_secure_port(str(endpoint), tls.grpc_credentials())
         except RuntimeError as exc:
             raise OSError(f"cannot listen on {endpoint} (gRPC): {exc}") from exc
         await server.start()
         self._server = server
-        self._log.info("receiver_started", endpoint=f"{endpoint.host}:{self.port}")
+        self._log.info("receiver_started", endpoint=f"{endpoint.host}:{self.port}", tls=tls is not None)
 
     def ready(self) -> bool:
         return self._server is not None

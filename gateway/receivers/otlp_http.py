@@ -149,7 +149,10 @@ class OtlpHttpReceiver:
         runner = web.AppRunner(self._app(), access_log=None, auto_decompress=False, shutdown_timeout=self._grace)
         await runner.setup()
         endpoint = self._settings.endpoint
-        site = web.TCPSite(runner, endpoint.host, endpoint.port, reuse_port=False)
+        tls = self._settings.tls
+        site = web.TCPSite(
+            runner, endpoint.host, endpoint.port, reuse_port=False, ssl_context=tls.ssl_context() if tls else None
+        )
         try:
             await site.start()
         except OSError:
@@ -157,7 +160,7 @@ class OtlpHttpReceiver:
             raise
         self._runner = runner
         self.port = runner.addresses[0][1]
-        self._log.info("receiver_started", endpoint=f"{endpoint.host}:{self.port}")
+        self._log.info("receiver_started", endpoint=f"{endpoint.host}:{self.port}", tls=tls is not None)
 
     def ready(self) -> bool:
         return self._runner is not None

@@ -1,0 +1,766 @@
+"""GenAI spans -> token, cost, latency, error, agent and tool metrics, whatever library emitted them.
+
+Two parts:
+
+* ``SpanReader.read(span)`` makes one pass over a span's attributes and returns a ``GenAIRecord``
+  (or ``None`` for a span of no GenAI convention). The ``key -> (field, priority, converter)``
+  dict is built once from ``conventions.py`` and the tenant keys of the config, so a plain HTTP or
+  DB span costs one dict lookup per attribute; values are read straight from the protobuf AnyValue.
+* ``GenAIProcessor`` is the pipeline stage: it reads every span of a traces batch and aggregates
+  records into the metric store, pricing leaf calls through ``pricing.Pricer`` (a dict hit and a few
+  multiplications per span once a model has been seen).
+
+Counting each call once: tokens and cost come only from *leaf* inference spans (chat,
+text_completion, generate_content, embeddings; OpenInference LLM/EMBEDDING; Vercel ``.doGenerate``,
+``.doStream``, ``.doEmbed``). Agent and workflow spans repeat their children's usage, so they only
+feed the duration histogram (with their agent and tool names).
+
+Bad values (a negative count, a string where a count belongs, a billion-token call) are refused,
+counted in ``gateway_genai_refused_attributes_total{attribute,reason}`` and never aggregated; the
+processor never raises into the pipeline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, TypeAlias
+
+import orjson
+
+from gateway.component import Batch
+from gateway.derive.config import GenAIConfig
+from gateway.derive.conventions import (
+    ATTRIBUTE_ROWS,
+    CANONICAL_PROVIDERS,
+    CONVENTIONS,
+    EXCEPTION_EVENT,
+    EXCEPTION_TYPE_KEY,
+    FIELD_COUNT,
+    KIND_ROWS,
+    MAX_COST_USD,
+    MAX_LABEL_LENGTH,
+    MAX_SECONDS,
+    MAX_TOKENS,
+    OTHER_ERROR,
+    PASS_THROUGH,
+    PROVIDER_ALIASES,
+    SERVICE_NAME_KEY,
+    TTFT_EVENTS,
+    UNKNOWN_SERVICE,
+    VERCEL_PROVIDER_PREFIXES,
+    Field,
+    KindRow,
+    SpanKind,
+    ValueKind,
+)
+from gateway.derive.pricing import Pricer
+from gateway.log import get_logger
+from gateway.metrics.store import CounterFamily, Exemplar, HistogramFamily, LabelKey, MetricStore
+
+Converter: TypeAlias = Callable[[Any], Any]
+Target: TypeAlias = tuple[int, int, Converter]  # (field index, priority: lower wins, converter)
+KeyMap: TypeAlias = dict[str, tuple[Target, ...]]
+
+COMMON_LABELS: Final = (
+    "service_name",
+    "tenant_id",
+    "gen_ai_operation_name",
+    "gen_ai_provider_name",
+    "gen_ai_request_model",
+    "gen_ai_response_model",
+)
+TOKEN_BUCKETS: Final = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)  # fmt: skip
+DURATION_BUCKETS: Final = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)  # fmt: skip
+TTFT_BUCKETS: Final = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)  # fmt: skip
+FIXUP_CACHE_ADDED: Final = "cache_tokens_added_to_input"
+FIXUP_REASONING_ADDED: Final = "reasoning_tokens_added_to_output"
+_STATUS_CODE_ERROR: Final = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
+_UNSET_PRIORITY: Final = 1 << 30
+_CACHE_LIMIT: Final = 4096
+_CLASS_REPR = re.compile(r"<class '([^']+)'>")
+
+
+class Refused(Exception):
+    """A value of the wrong type or outside sane bounds; ``reason`` becomes a metric label."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class GenAIRecord:
+    """What one span says about one GenAI operation, normalized to OTel semantics.
+
+    Token counts are OTel-inclusive (input includes cache read/write, output includes reasoning);
+    ``None`` means the span did not say. ``cost_usd`` is a cost the span itself carried.
+    """
+
+    service_name: str
+    tenant: str
+    operation: str
+    leaf: bool
+    provider: str
+    request_model: str
+    response_model: str
+    input_tokens: int | None
+    output_tokens: int | None
+    cache_read_tokens: int | None
+    cache_write_tokens: int | None
+    reasoning_tokens: int | None
+    cost_usd: float | None
+    ttft_seconds: float | None
+    duration_seconds: float | None
+    error_type: str
+    agent_name: str
+    tool_name: str
+    server_address: str
+    trace_id: str
+    span_id: str
+    start_unix_nano: int
+    end_unix_nano: int
+    fixups: tuple[str, ...] = ()
+    refused: tuple[tuple[str, str], ...] = ()
+
+
+# --- value converters: AnyValue -> python value, None (absent) or Refused ------------------------
+
+
+# The common case is read first (a non-empty string_value, a non-zero int_value can only be what
+# was set); WhichOneof, which costs as much as the read, is asked only to tell the rest apart.
+
+
+def _string(value: Any) -> str | None:
+    text: str = value.string_value
+    if not text:
+        if value.WhichOneof("value") not in (None, "string_value"):
+            raise Refused("wrong_type")
+        return None
+    if len(text) > MAX_LABEL_LENGTH:
+        raise Refused("too_long")
+    return text
+
+
+def _tokens(value: Any) -> int:
+    count: int = value.int_value
+    if count:
+        if count < 0:
+            raise Refused("negative")
+        if count > MAX_TOKENS:
+            raise Refused("too_large")
+        return count
+    kind = value.WhichOneof("value")
+    if kind == "int_value":
+        return 0
+    if kind == "double_value":
+        number: float = value.double_value
+        if not math.isfinite(number) or number != int(number):
+            raise Refused("not_integer")
+        count = int(number)
+    else:
+        raise Refused("wrong_type")
+    if count < 0:
+        raise Refused("negative")
+    if count > MAX_TOKENS:
+        raise Refused("too_large")
+    return count
+
+
+def _number(value: Any) -> float:
+    kind = value.WhichOneof("value")
+    if kind == "double_value":
+        number: float = value.double_value
+    elif kind == "int_value":
+        number = float(value.int_value)
+    else:
+        raise Refused("wrong_type")
+    if not math.isfinite(number):
+        raise Refused("not_finite")
+    if number < 0:
+        raise Refused("negative")
+    return number
+
+
+def _seconds(value: Any) -> float:
+    seconds = _number(value)
+    if seconds > MAX_SECONDS:
+        raise Refused("too_large")
+    return seconds
+
+
+def _milliseconds(value: Any) -> float:
+    seconds = _number(value) / 1000.0
+    if seconds > MAX_SECONDS:
+        raise Refused("too_large")
+    return seconds
+
+
+def _usd(value: Any) -> float:
+    cost = _number(value)
+    if cost > MAX_COST_USD:
+        raise Refused("too_large")
+    return cost
+
+
+def _json_model(value: Any) -> str | None:
+    text = _string_unbounded(value)
+    if text is None:
+        return None
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise Refused("invalid_json") from None
+    model = parsed.get("model") if isinstance(parsed, dict) else None
+    if not isinstance(model, str) or not model:
+        return None
+    if len(model) > MAX_LABEL_LENGTH:
+        raise Refused("too_long")
+    return model
+
+
+def _string_unbounded(value: Any) -> str | None:
+    if value.WhichOneof("value") != "string_value":
+        raise Refused("wrong_type")
+    text: str = value.string_value
+    return text or None
+
+
+def _tenant(value: Any) -> str | None:
+    kind = value.WhichOneof("value")
+    if kind == "int_value":
+        return str(value.int_value)
+    return _string(value)
+
+
+def _bounded_cache(function: Callable[[str], str]) -> Callable[[str], str]:
+    """Memoize a str -> str normalization; cleared when full (inputs come from the network)."""
+    cache: dict[str, str] = {}
+
+    def cached(raw: str) -> str:
+        try:
+            return cache[raw]
+        except KeyError:
+            if len(cache) >= _CACHE_LIMIT:
+                cache.clear()
+            result = cache[raw] = function(raw)
+            return result
+
+    return cached
+
+
+@_bounded_cache
+def normalize_provider(raw: str) -> str:
+    """Any convention's provider value -> the OTel ``gen_ai.provider.name`` spelling."""
+    low = raw.strip().lower()
+    if low in CANONICAL_PROVIDERS:
+        return low
+    alias = PROVIDER_ALIASES.get(low)
+    if alias is not None:
+        return alias
+    mapped = VERCEL_PROVIDER_PREFIXES.get(low.partition(".")[0])
+    return low if mapped is None else mapped
+
+
+@_bounded_cache
+def normalize_error_type(raw: str) -> str:
+    """One spelling per error across instrumentations: the exception class' short name.
+
+    OpenAI's v2 instrumentation writes ``<class 'openai.BadRequestError'>``, OpenLLMetry
+    ``BadRequestError`` and OpenInference's exception event ``openai.BadRequestError``; all become
+    ``BadRequestError``. Values without a dotted class path (``timeout``, ``500``) are kept.
+    """
+    match = _CLASS_REPR.fullmatch(raw)
+    text = match.group(1) if match else raw
+    if "." in text and text[0].isalpha():
+        text = text.rsplit(".", 1)[1] or text
+    return text
+
+
+def _provider(value: Any) -> str | None:
+    text = _string(value)
+    return None if text is None else normalize_provider(text)
+
+
+_CONVERTERS: Mapping[ValueKind, Converter] = {
+    ValueKind.STRING: _string,
+    ValueKind.PROVIDER: _provider,
+    ValueKind.TOKENS: _tokens,
+    ValueKind.SECONDS: _seconds,
+    ValueKind.MILLISECONDS: _milliseconds,
+    ValueKind.USD: _usd,
+    ValueKind.JSON_MODEL: _json_model,
+    ValueKind.TENANT: _tenant,
+}
+
+
+def _kind_converter(row: KindRow) -> Converter:
+    values = dict(row.values)
+    other = row.other
+    passthrough: dict[str, SpanKind] = {}
+    if not values and other is not None and other is not PASS_THROUGH:
+        marker = other
+
+        def present(value: Any) -> SpanKind:  # a marker attribute: its presence is the answer
+            return marker
+
+        return present
+
+    def convert(value: Any) -> SpanKind | None:
+        text = _string(value)
+        if text is None:
+            return None
+        kind = values.get(text)
+        if kind is not None:
+            return kind
+        if other is PASS_THROUGH:
+            kind = passthrough.get(text)
+            if kind is None:
+                if len(passthrough) >= _CACHE_LIMIT:
+                    passthrough.clear()
+                kind = passthrough[text] = SpanKind(text, leaf=False)
+            return kind
+        return other
+
+    return convert
+
+
+def build_keymap(tenant_attributes: Sequence[str]) -> KeyMap:
+    """The start-up dict: attribute key -> every (field, priority, converter) it can fill."""
+    targets: dict[str, list[Target]] = {}
+    for index, kind_row in enumerate(KIND_ROWS):
+        priority = CONVENTIONS[kind_row.convention] * 1000 + index
+        targets.setdefault(kind_row.key, []).append((Field.OPERATION, priority, _kind_converter(kind_row)))
+    for index, row in enumerate(ATTRIBUTE_ROWS):
+        priority = CONVENTIONS[row.convention] * 1000 + index
+        targets.setdefault(row.key, []).append((row.field, priority, _CONVERTERS[row.kind]))
+    for index, key in enumerate(tenant_attributes):
+        targets.setdefault(key, []).append((Field.TENANT, index, _tenant))
+    return {key: tuple(found) for key, found in targets.items()}
+
+
+class SpanReader:
+    """Turns OTLP spans into GenAIRecords; holds the key map and two reusable scratch arrays.
+
+    The scratch arrays are reset only after a span touched them, so a span with no GenAI
+    attribute allocates nothing. Not thread-safe by design: it runs on the event loop.
+    """
+
+    def __init__(self, tenant_attributes: Sequence[str]) -> None:
+        self.keymap = build_keymap(tenant_attributes)
+        self._tenant_keys = {key: index for index, key in enumerate(tenant_attributes)}
+        self._values: list[Any] = [None] * FIELD_COUNT
+        self._priorities: list[int] = [_UNSET_PRIORITY] * FIELD_COUNT
+        self._blank_values: list[Any] = [None] * FIELD_COUNT
+        self._blank_priorities: list[int] = [_UNSET_PRIORITY] * FIELD_COUNT
+        self._dirty = False
+
+    def resource_context(self, resource: Any) -> tuple[str, str]:
+        """(service_name, tenant) from resource attributes; read once per ResourceSpans."""
+        service = UNKNOWN_SERVICE
+        tenant = ""
+        tenant_rank = _UNSET_PRIORITY
+        for kv in resource.attributes:
+            key = kv.key
+            if key == SERVICE_NAME_KEY:
+                with contextlib.suppress(Refused):
+                    service = _string(kv.value) or UNKNOWN_SERVICE
+            rank = self._tenant_keys.get(key)
+            if rank is not None and rank < tenant_rank:
+                try:
+                    found = _tenant(kv.value)
+                except Refused:
+                    continue
+                if found is not None:
+                    tenant, tenant_rank = found, rank
+        return service, tenant
+
+    def read(self, span: Any, service_name: str = UNKNOWN_SERVICE, resource_tenant: str = "") -> GenAIRecord | None:
+        """One pass over the span's attributes; ``None`` when no convention says it is a GenAI span."""
+        values = self._values
+        priorities = self._priorities
+        if self._dirty:
+            values[:] = self._blank_values
+            priorities[:] = self._blank_priorities
+            self._dirty = False
+        keymap = self.keymap
+        refused: list[tuple[str, str]] | None = None
+        for kv in span.attributes:
+            targets = keymap.get(kv.key)
+            if targets is None:
+                continue
+            self._dirty = True
+            for field, priority, convert in targets:
+                if priority < priorities[field]:
+                    try:
+                        value = convert(kv.value)
+                    except Refused as exc:
+                        if refused is None:
+                            refused = []
+                        refused.append((kv.key, exc.reason))
+                        continue
+                    if value is not None:
+                        values[field] = value
+                        priorities[field] = priority
+        kind: SpanKind | None = values[Field.OPERATION]
+        if kind is None:
+            return None
+        return self._record(span, kind, values, service_name, resource_tenant, refused)
+
+    def _record(
+        self,
+        span: Any,
+        kind: SpanKind,
+        values: list[Any],
+        service_name: str,
+        resource_tenant: str,
+        refused: list[tuple[str, str]] | None,
+    ) -> GenAIRecord:
+        start = span.start_time_unix_nano
+        end = span.end_time_unix_nano
+        duration: float | None = (end - start) / 1e9 if 0 < start <= end else None
+        if duration is None:
+            refused = [*(refused or ()), ("span.end_time_unix_nano", "before_start")]
+
+        input_tokens: int | None = values[Field.INPUT_TOKENS]
+        output_tokens: int | None = values[Field.OUTPUT_TOKENS]
+        cache_read: int | None = values[Field.CACHE_READ_TOKENS]
+        cache_write: int | None = values[Field.CACHE_WRITE_TOKENS]
+        reasoning: int | None = values[Field.REASONING_TOKENS]
+        total: int | None = values[Field.TOTAL_TOKENS]
+        if input_tokens is None and total is not None and total >= (output_tokens or 0):
+            input_tokens = total - (output_tokens or 0)
+        fixups: tuple[str, ...] = ()
+        cached = (cache_read or 0) + (cache_write or 0)
+        if input_tokens is not None and cached > input_tokens:
+            # Anthropic-style disjoint numbers copied as is: OTel's input includes the cache buckets.
+            input_tokens += cached
+            fixups = (FIXUP_CACHE_ADDED,)
+        if output_tokens is not None and reasoning is not None and reasoning > output_tokens:
+            output_tokens += reasoning
+            fixups = (*fixups, FIXUP_REASONING_ADDED)
+
+        error_type = ""
+        raw_error: str | None = values[Field.ERROR_TYPE]
+        if raw_error is not None:
+            error_type = normalize_error_type(raw_error)
+        elif span.status.code == _STATUS_CODE_ERROR:
+            error_type = _exception_type(span.events) or OTHER_ERROR
+
+        ttft: float | None = None
+        if kind.leaf:
+            ttft = values[Field.TTFT_SECONDS]
+            if ttft is None and len(span.events):
+                ttft = _first_token_seconds(span.events, start)
+            if ttft is not None and duration is not None and ttft >= duration:
+                ttft = None  # a "first token" at the very end is a non-streamed call (OpenLIT sets ttft = duration)
+
+        return GenAIRecord(
+            service_name=service_name,
+            tenant=values[Field.TENANT] or resource_tenant,
+            operation=kind.operation,
+            leaf=kind.leaf,
+            provider=values[Field.PROVIDER] or "",
+            request_model=values[Field.REQUEST_MODEL] or "",
+            response_model=values[Field.RESPONSE_MODEL] or "",
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cache_read_tokens=cache_read,
+            cache_write_tokens=cache_write,
+            reasoning_tokens=reasoning,
+            cost_usd=values[Field.COST_USD],
+            ttft_seconds=ttft,
+            duration_seconds=duration,
+            error_type=error_type,
+            agent_name=values[Field.AGENT_NAME] or "",
+            tool_name=values[Field.TOOL_NAME] or "",
+            server_address=values[Field.SERVER_ADDRESS] or "",
+            trace_id=span.trace_id.hex(),
+            span_id=span.span_id.hex(),
+            start_unix_nano=start,
+            end_unix_nano=end,
+            fixups=fixups,
+            refused=tuple(refused) if refused else (),
+        )
+
+
+def _first_token_seconds(events: Iterable[Any], start: int) -> float | None:
+    for event in events:
+        if event.name in TTFT_EVENTS:
+            at = event.time_unix_nano
+            return (at - start) / 1e9 if at >= start > 0 else None
+    return None
+
+
+def _exception_type(events: Iterable[Any]) -> str | None:
+    for event in events:
+        if event.name == EXCEPTION_EVENT:
+            for kv in event.attributes:
+                if kv.key == EXCEPTION_TYPE_KEY and kv.value.string_value:
+                    return normalize_error_type(kv.value.string_value[:MAX_LABEL_LENGTH])
+    return None
+
+
+class GenAIProcessor:
+    """The GenAI derivation stage (a ``Processor``): traces batches in, metric families updated."""
+
+    def __init__(self, config: GenAIConfig, store: MetricStore) -> None:
+        self._log = get_logger("processor/genai")
+        self.reader = SpanReader(config.tenant_attributes)
+        self.pricer = Pricer(config.prices.overrides)
+        self._trust_span_cost = config.prices.span_cost == "trust"
+        self._failed_kinds: set[str] = set()
+        self.token_usage = store.histogram(
+            "gen_ai_client_token_usage",
+            "Tokens used per GenAI operation (OTel gen_ai.client.token.usage), input and output.",
+            (*COMMON_LABELS, "gen_ai_token_type"),
+            TOKEN_BUCKETS,
+        )
+        self.tokens = store.counter(
+            "gen_ai_client_tokens",
+            "Tokens used by GenAI leaf operations, by type. cache_read and cache_creation are subsets of "
+            "input, reasoning is a subset of output: do not add them to input or output.",
+            (*COMMON_LABELS, "gen_ai_token_type"),
+        )
+        self.duration = store.histogram(
+            "gen_ai_client_operation_duration_seconds",
+            "Duration of GenAI operations (chat, embeddings, execute_tool, invoke_agent, ...) from span times.",
+            (*COMMON_LABELS, "error_type", "gen_ai_agent_name", "gen_ai_tool_name"),
+            DURATION_BUCKETS,
+        )
+        self.ttft = store.histogram(
+            "gen_ai_server_time_to_first_token_seconds",
+            "Time to the first token or chunk of streamed GenAI operations, as reported by the span.",
+            COMMON_LABELS,
+            TTFT_BUCKETS,
+        )
+        self.cost = store.counter(
+            "gen_ai_client_cost_usd",
+            "Cost of GenAI leaf operations in USD; cost_source: span (carried by the span), override "
+            "(config price), genai_prices (bundled price data).",
+            (*COMMON_LABELS, "cost_source"),
+        )
+        self.unpriced = store.counter(
+            "gen_ai_client_unpriced_operations",
+            "GenAI leaf operations with token usage that no price source could price.",
+            ("gen_ai_provider_name", "gen_ai_request_model"),
+        )
+        self.refused = store.counter(
+            "gateway_genai_refused_attributes",
+            "GenAI span attributes ignored because of a wrong type or an absurd value, by attribute and reason.",
+            ("attribute", "reason"),
+            expires=False,
+        )
+        self.fixups = store.counter(
+            "gateway_genai_normalization_fixups",
+            "Spans whose token counts were normalized to OTel containment (cache in input, reasoning in output).",
+            ("fixup",),
+            expires=False,
+        )
+        self.failures = store.counter(
+            "gateway_genai_span_failures",
+            "Spans the GenAI processor could not handle (a bug: please report), by exception type.",
+            ("exception",),
+            expires=False,
+        )
+        self._duration = _HistogramBatch(self.duration)
+        self._ttft = _HistogramBatch(self.ttft)
+        self._token_usage = _HistogramBatch(self.token_usage)
+        self._tokens = _CounterBatch(self.tokens)
+        self._costs = _CounterBatch(self.cost)
+        self._unpriced = _CounterBatch(self.unpriced)
+        self._refused = _CounterBatch(self.refused)
+        self._fixups = _CounterBatch(self.fixups)
+        self._accumulators: tuple[_HistogramBatch | _CounterBatch, ...] = (
+            self._duration,
+            self._ttft,
+            self._token_usage,
+            self._tokens,
+            self._costs,
+            self._unpriced,
+            self._refused,
+            self._fixups,
+        )
+
+    async def start(self) -> None:
+        self._log.info(
+            "genai_processor_started",
+            attribute_keys=len(self.reader.keymap),
+            conventions=len(CONVENTIONS),
+            price_overrides=len(self.pricer.overrides),
+        )
+
+    async def shutdown(self) -> None:
+        self._log.info("genai_processor_stopped")
+
+    def process(self, batch: Batch) -> None:
+        """Derive metrics from every span of a traces batch; never raises (failures are counted).
+
+        Observations are summed per label set in batch-local accumulators and merged into the store
+        once per series at the end of the batch (``observe_counts``): a batch of spans of a few
+        models costs a few store updates, not several per span.
+        """
+        if batch.signal != "traces":
+            return
+        read = self.reader.read
+        aggregate = self._aggregate
+        tenant_override = batch.tenant
+        try:
+            for resource_spans in batch.request.resource_spans:
+                service, resource_tenant = self.reader.resource_context(resource_spans.resource)
+                for scope_spans in resource_spans.scope_spans:
+                    for span in scope_spans.spans:
+                        try:
+                            record = read(span, service, resource_tenant)
+                            if record is not None:
+                                aggregate(record, tenant_override)
+                        except Exception as exc:  # a bug must not stop ingest: count it, log each kind once
+                            self._failed(exc)
+        except Exception as exc:  # not even the batch's shape could be read
+            self._failed(exc)
+        finally:
+            for accumulator in self._accumulators:
+                accumulator.flush()
+
+    def _failed(self, exc: Exception) -> None:
+        name = type(exc).__name__
+        self.failures.inc((name,))
+        if name not in self._failed_kinds and len(self._failed_kinds) < 64:
+            self._failed_kinds.add(name)
+            self._log.error("genai_span_failed", exception=name, error=repr(exc))
+
+    def _aggregate(self, record: GenAIRecord, tenant_override: str | None) -> None:
+        """Add one record to the batch's accumulators."""
+        if record.refused:
+            for attribute, reason in record.refused:
+                self._refused.add((attribute, reason), 1.0, None)
+        for fixup in record.fixups:
+            self._fixups.add((fixup,), 1.0, None)
+        common = (
+            record.service_name,
+            record.tenant if tenant_override is None else tenant_override,
+            record.operation,
+            record.provider,
+            record.request_model,
+            record.response_model,
+        )
+        if record.duration_seconds is not None:
+            self._duration.observe(
+                (*common, record.error_type, record.agent_name, record.tool_name), record.duration_seconds, record
+            )
+        if not record.leaf:
+            return
+        if record.ttft_seconds is not None:
+            self._ttft.observe(common, record.ttft_seconds, record)
+        tokens = self._tokens
+        input_tokens = record.input_tokens
+        if input_tokens is not None:
+            self._token_usage.observe((*common, "input"), float(input_tokens), record)
+            if input_tokens:
+                tokens.add((*common, "input"), float(input_tokens), None)
+        output_tokens = record.output_tokens
+        if output_tokens is not None:
+            self._token_usage.observe((*common, "output"), float(output_tokens), record)
+            if output_tokens:
+                tokens.add((*common, "output"), float(output_tokens), None)
+        if record.cache_read_tokens:
+            tokens.add((*common, "cache_read"), float(record.cache_read_tokens), None)
+        if record.cache_write_tokens:
+            tokens.add((*common, "cache_creation"), float(record.cache_write_tokens), None)
+        if record.reasoning_tokens:
+            tokens.add((*common, "reasoning"), float(record.reasoning_tokens), None)
+        self._cost(record, common)
+
+    def _cost(self, record: GenAIRecord, common: tuple[str, ...]) -> None:
+        if record.cost_usd is not None and self._trust_span_cost:
+            self._costs.add((*common, "span"), record.cost_usd, record)
+            return
+        if record.input_tokens is None and record.output_tokens is None:
+            return  # nothing was used (a failed call) or nothing was said: nothing to price
+        quote = self.pricer.lookup(record.provider, record.request_model, record.response_model)
+        if quote is None:
+            self._unpriced.add((record.provider, record.request_model), 1.0, None)
+            return
+        cache_read = record.cache_read_tokens or 0
+        cache_write = record.cache_write_tokens or 0
+        reasoning = record.reasoning_tokens or 0
+        # The buckets are subsets: with a total refused or missing, price at least the parts.
+        cost = quote.pricing.cost(
+            max(record.input_tokens or 0, cache_read + cache_write),
+            max(record.output_tokens or 0, reasoning),
+            cache_read,
+            cache_write,
+            reasoning,
+            record.start_unix_nano,
+        )
+        if cost >= 0.0:  # a price table could only make this negative through a bug: never poison
+            self._costs.add((*common, quote.source), cost, record)
+
+
+def _exemplar(record: GenAIRecord, value: float) -> Exemplar:
+    return Exemplar(record.trace_id, record.span_id, value, record.end_unix_nano / 1e9)
+
+
+class _CounterBatch:
+    """A batch's increments per label set; the last record given becomes the series' exemplar."""
+
+    __slots__ = ("family", "series")
+
+    def __init__(self, family: CounterFamily) -> None:
+        self.family = family
+        self.series: dict[LabelKey, list[Any]] = {}
+
+    def add(self, labels: LabelKey, amount: float, exemplar: GenAIRecord | None) -> None:
+        entry = self.series.get(labels)
+        if entry is None:
+            self.series[labels] = [amount, exemplar, amount]
+            return
+        entry[0] += amount
+        if exemplar is not None:
+            entry[1] = exemplar
+            entry[2] = amount
+
+    def flush(self) -> None:
+        inc = self.family.inc
+        for labels, (total, record, value) in self.series.items():
+            inc(labels, total, None if record is None else _exemplar(record, value))
+        self.series.clear()
+
+
+class _HistogramBatch:
+    """A batch's observations per label set, counted per bucket; the last per bucket is its exemplar."""
+
+    __slots__ = ("bounds", "family", "series", "slots")
+
+    def __init__(self, family: HistogramFamily) -> None:
+        self.family = family
+        self.bounds = family.buckets
+        self.slots = len(family.buckets) + 1
+        self.series: dict[LabelKey, tuple[list[int], list[float], dict[int, tuple[GenAIRecord, float]]]] = {}
+
+    def observe(self, labels: LabelKey, value: float, record: GenAIRecord) -> None:
+        entry = self.series.get(labels)
+        if entry is None:
+            entry = self.series[labels] = ([0] * self.slots, [0.0], {})
+        index = bisect_left(self.bounds, value)
+        entry[0][index] += 1
+        entry[1][0] += value
+        entry[2][index] = (record, value)
+
+    def flush(self) -> None:
+        for labels, (counts, total, last) in self.series.items():
+            exemplars: list[Exemplar | None] = [None] * self.slots
+            for index, (record, value) in last.items():
+                exemplars[index] = _exemplar(record, value)
+            self.family.observe_counts(labels, counts, total[0], exemplars)
+        self.series.clear()

@@ -1,12 +1,12 @@
 # Two commands on a fresh machine:
 #   make run   - create .venv, install, start the gateway on its embedded defaults
-#   make test  - install what the tests need (incl. Prometheus' promtool when it can) and run them
+#   make test  - install what the tests need (incl. Prometheus' promtool and redis-server when it can) and run them
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: run test install install-test promtool lint typecheck bench clean
+.PHONY: run test install install-test promtool redis-server lint typecheck bench clean
 
 $(PY):
 	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -37,7 +37,17 @@ promtool:
 	    echo "make: promtool not found and cannot install it (need root and apt-get): apt-get install prometheus"; \
 	  fi; }
 
-test: install-test promtool
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "make: installing Debian package redis-server for the shared-budget tests"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
+	      || echo "make: could not install redis-server; the shared-budget tests will fail"; \
+	  else \
+	    echo "make: redis-server not found and cannot install it (need root and apt-get): apt-get install redis-server"; \
+	  fi; }
+
+test: install-test promtool redis-server
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install-test
@@ -45,7 +55,8 @@ lint: install-test
 	$(VENV)/bin/mypy
 
 bench: install-test
-	$(PY) -m benchmarks.ingest
+	$(PIP) install --quiet -e '.[bench]'
+	$(PY) -m benchmarks.ingest $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

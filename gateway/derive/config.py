@@ -2,6 +2,7 @@
 
 ```yaml
 genai:
+  enabled: true             # false: no GenAI metrics (span metrics and forwarding go on)
   tenant_attributes: [tenant.id, tenant_id, enduser.id, user.id]   # span first, then resource
   prices:
     span_cost: trust        # trust: use a cost the span carries; recompute: always price ourselves
@@ -14,6 +15,9 @@ genai:
         cache_write_per_mtok: 0.30        # optional, defaults to input_per_mtok
 ```
 
+Tenant budgets (``budgets``, ``budget_timezone``, ``budget_state_file``, ``budget_store``,
+``budget_webhook``, ``budget_max_tenants``) are read by ``gateway.derive.budgets``; see docs/budgets.md.
+
 Every error names its key path (``genai.prices.overrides[0].match: invalid regex ...``).
 """
 
@@ -25,8 +29,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from gateway.derive.budgets import BUDGET_KEYS, BudgetsConfig
 from gateway.derive.conventions import DEFAULT_TENANT_ATTRIBUTES
-from gateway.validation import ConfigError, expect_mapping, read_str, read_str_list, reject_unknown
+from gateway.validation import ConfigError, expect_mapping, read_bool, read_str, read_str_list, reject_unknown
 
 SpanCostPolicy = Literal["trust", "recompute"]
 _SPAN_COST_POLICIES: tuple[SpanCostPolicy, ...] = ("trust", "recompute")
@@ -54,6 +59,8 @@ class PricesConfig:
 class GenAIConfig:
     tenant_attributes: tuple[str, ...] = DEFAULT_TENANT_ATTRIBUTES
     prices: PricesConfig = field(default_factory=PricesConfig)
+    enabled: bool = True
+    budgets: BudgetsConfig = field(default_factory=BudgetsConfig)  # genai.budget* keys: derive/budgets.py
 
     @classmethod
     def default_config(cls) -> GenAIConfig:
@@ -75,8 +82,9 @@ def default_config() -> GenAIConfig:
 def from_mapping(raw: Mapping[str, Any], path: str = "genai") -> GenAIConfig:
     """Build a GenAIConfig from the parsed YAML section; raise ConfigError naming the bad key."""
     section = expect_mapping(raw, path)
-    reject_unknown(section, ("tenant_attributes", "prices"), path)
+    reject_unknown(section, ("enabled", "tenant_attributes", "prices", *BUDGET_KEYS), path)
     defaults = GenAIConfig()
+    enabled = read_bool(section["enabled"], f"{path}.enabled") if "enabled" in section else defaults.enabled
     tenant_attributes = defaults.tenant_attributes
     if "tenant_attributes" in section:
         tenant_attributes = read_str_list(section["tenant_attributes"], f"{path}.tenant_attributes")
@@ -128,6 +136,8 @@ def from_mapping(raw: Mapping[str, Any], path: str = "genai") -> GenAIConfig:
     return GenAIConfig(
         tenant_attributes=tenant_attributes,
         prices=PricesConfig(span_cost=span_cost, overrides=tuple(overrides)),
+        enabled=enabled,
+        budgets=BudgetsConfig.from_genai_section(section, path),
     )
 
 
@@ -160,6 +170,8 @@ def _as_mapping(config: GenAIConfig) -> dict[str, Any]:
         for o in config.prices.overrides
     ]
     return {
+        "enabled": config.enabled,
         "tenant_attributes": list(config.tenant_attributes),
         "prices": {"span_cost": config.prices.span_cost, "overrides": overrides},
+        **config.budgets.as_mapping(),
     }

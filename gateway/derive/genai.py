@@ -65,6 +65,7 @@ from gateway.metrics.store import CounterFamily, Exemplar, HistogramFamily, Labe
 Converter: TypeAlias = Callable[[Any], Any]
 Target: TypeAlias = tuple[int, int, Converter]  # (field index, priority: lower wins, converter)
 KeyMap: TypeAlias = dict[str, tuple[Target, ...]]
+UsageSink: TypeAlias = Callable[[str, int, float], None]  # (tenant, tokens, usd) of one leaf record
 
 COMMON_LABELS: Final = (
     "service_name",
@@ -514,8 +515,10 @@ def _exception_type(events: Iterable[Any]) -> str | None:
 class GenAIProcessor:
     """The GenAI derivation stage (a ``Processor``): traces batches in, metric families updated."""
 
-    def __init__(self, config: GenAIConfig, store: MetricStore) -> None:
+    def __init__(self, config: GenAIConfig, store: MetricStore, usage_sink: UsageSink | None = None) -> None:
         self._log = get_logger("processor/genai")
+        # Called once per leaf record with (tenant, input + output tokens, counted USD): tenant budgets.
+        self._usage_sink = usage_sink
         self.reader = SpanReader(config.tenant_attributes)
         self.pricer = Pricer(config.prices.overrides)
         self._trust_span_cost = config.prices.span_cost == "trust"
@@ -679,18 +682,21 @@ class GenAIProcessor:
             tokens.add((*common, "cache_creation"), float(record.cache_write_tokens), None)
         if record.reasoning_tokens:
             tokens.add((*common, "reasoning"), float(record.reasoning_tokens), None)
-        self._cost(record, common)
+        usd = self._cost(record, common)
+        if self._usage_sink is not None and (input_tokens or output_tokens or usd):
+            self._usage_sink(common[1], (input_tokens or 0) + (output_tokens or 0), usd)
 
-    def _cost(self, record: GenAIRecord, common: tuple[str, ...]) -> None:
+    def _cost(self, record: GenAIRecord, common: tuple[str, ...]) -> float:
+        """Count the record's cost; returns the USD counted (0.0 when none)."""
         if record.cost_usd is not None and self._trust_span_cost:
             self._costs.add((*common, "span"), record.cost_usd, record)
-            return
+            return record.cost_usd
         if record.input_tokens is None and record.output_tokens is None:
-            return  # nothing was used (a failed call) or nothing was said: nothing to price
+            return 0.0  # nothing was used (a failed call) or nothing was said: nothing to price
         quote = self.pricer.lookup(record.provider, record.request_model, record.response_model)
         if quote is None:
             self._unpriced.add((record.provider, record.request_model), 1.0, None)
-            return
+            return 0.0
         cache_read = record.cache_read_tokens or 0
         cache_write = record.cache_write_tokens or 0
         reasoning = record.reasoning_tokens or 0
@@ -705,6 +711,8 @@ class GenAIProcessor:
         )
         if cost >= 0.0:  # a price table could only make this negative through a bug: never poison
             self._costs.add((*common, quote.source), cost, record)
+            return cost
+        return 0.0
 
 
 def _exemplar(record: GenAIRecord, value: float) -> Exemplar:

@@ -19,6 +19,7 @@ def test_defaults() -> None:
         GenAIConfig(
             tenant_attributes=("tenant.id", "tenant_id", "enduser.id", "user.id"),
             prices=PricesConfig(span_cost="trust", overrides=()),
+            enabled=True,
         )
         == default_config()
     )
@@ -70,6 +71,15 @@ def test_section_is_read_through_the_settings_loader() -> None:
     assert GenAIConfig(tenant_attributes=("org.id",), prices=PricesConfig(span_cost="recompute")) == settings.genai
 
 
+def test_enabled_false_turns_genai_derivation_off() -> None:
+    """genai.enabled: false is read, and the gateway then wires only span metrics for traces."""
+    from gateway.app import Gateway
+
+    settings = parse_settings("genai:\n  enabled: false\n", environ={})
+    assert GenAIConfig(enabled=False) == settings.genai
+    assert ["SpanMetricsProcessor"] == [type(p).__name__ for p in Gateway(settings).processors["traces"]]
+
+
 def test_built_config_validates() -> None:
     """A config built in code passes the same checks as one read from YAML."""
     GenAIConfig(
@@ -80,7 +90,12 @@ def test_built_config_validates() -> None:
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"tenants": []}, "genai.tenants: unknown key (expected one of: tenant_attributes, prices)"),
+        (
+            {"tenants": []},
+            "genai.tenants: unknown key (expected one of: enabled, tenant_attributes, prices, budgets, "
+            "budget_timezone, budget_state_file, budget_store, budget_webhook, budget_max_tenants)",
+        ),
+        ({"enabled": "no"}, "genai.enabled: expected true or false, got 'no'"),
         ({"tenant_attributes": "user.id"}, "genai.tenant_attributes: expected a list of strings, got str"),
         ({"prices": {"span_cost": "both"}}, "genai.prices.span_cost: expected trust or recompute, got 'both'"),
         ({"prices": {"overrides": {"match": "x"}}}, "genai.prices.overrides: expected a list, got dict"),

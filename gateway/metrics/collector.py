@@ -7,12 +7,14 @@ samples carry exemplars (trace_id, span_id) that link a latency or cost spike to
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from typing import Protocol
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar as PromExemplar
 from prometheus_client.samples import Sample
 
+from gateway.metrics.prom_names import go_float
 from gateway.metrics.store import (
     OVERFLOW_KEY,
     OVERFLOW_LABEL,
@@ -42,7 +44,15 @@ def _exemplar(exemplar: Exemplar | None) -> PromExemplar | None:
 
 
 def _format_bound(bound: float) -> str:
-    return repr(bound) if bound != int(bound) else f"{bound:.1f}"
+    """``le`` as the Go client writes it in OpenMetrics (``2.0``, ``0.005``, ``1e+06``): part of a
+    series' identity, so the same here, in gateway/metrics/exposition.py and in OTLP translation."""
+    return go_float(bound, openmetrics=True)
+
+
+class NativeSource(Protocol):
+    """A producer that /metrics renders itself (exposition.py) and that also yields Metric objects."""
+
+    def collect(self) -> Iterable[Metric]: ...
 
 
 class StoreCollector(Collector):
@@ -51,10 +61,19 @@ class StoreCollector(Collector):
     def __init__(self, store: MetricStore, extra: Iterable[Callable[[], Iterable[Metric]]] = ()) -> None:
         self._store = store
         self._extra = list(extra)
+        self._native: list[NativeSource] = []
 
     def add_source(self, source: Callable[[], Iterable[Metric]]) -> None:
         """Another producer of families, e.g. the translator of OTLP metrics sent by services."""
         self._extra.append(source)
+
+    def add_native_source(self, source: NativeSource) -> None:
+        """A producer with its own renderer for /metrics; ``collect()`` still yields its families."""
+        self._native.append(source)
+
+    def extra_sources(self) -> list[Callable[[], Iterable[Metric]]]:
+        """The plain prometheus_client sources, which /metrics renders through prometheus_client."""
+        return list(self._extra)
 
     def collect(self) -> Iterator[Metric]:
         self._store.tick()
@@ -66,6 +85,8 @@ class StoreCollector(Collector):
                 yield self._gauge(family)
             else:
                 yield self._histogram(family)
+        for native in self._native:
+            yield from native.collect()
         for source in self._extra:
             yield from source()
 

@@ -2,7 +2,9 @@
 
 ``/metrics`` negotiates the format as the Prometheus server asks for it: OpenMetrics (with exemplars)
 when the scraper accepts ``application/openmetrics-text``, the classic text format otherwise.
-The registry is the gateway's own ``CollectorRegistry``, never the process-global one.
+The registry is the gateway's own ``CollectorRegistry``, never the process-global one. With an
+``Exposition`` (the gateway always passes one) the body is rendered by it and streamed in chunks, so
+a large scrape does not stall ingest; the registry path stays for embedding and tests.
 """
 
 from __future__ import annotations
@@ -11,18 +13,31 @@ from collections.abc import Callable, Mapping
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_1_0_0
 
 from gateway.log import get_logger
+from gateway.metrics.exposition import Exposition
 from gateway.settings import Endpoint
 
 Readiness = Callable[[], Mapping[str, bool]]
+# Informational state that must not flip readiness (e.g. a degraded budget store: ingest goes on).
+Details = Callable[[], Mapping[str, object]]
 
 
 class MetricsServer:
-    def __init__(self, endpoint: Endpoint, registry: CollectorRegistry, readiness: Readiness) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        registry: CollectorRegistry,
+        readiness: Readiness,
+        exposition: Exposition | None = None,
+        details: Details | None = None,
+    ) -> None:
         self._endpoint = endpoint
+        self._details = details
         self._registry = registry
+        self._exposition = exposition
         self._readiness = readiness
         self._runner: web.AppRunner | None = None
         self._log = get_logger("metrics/http")
@@ -35,10 +50,19 @@ class MetricsServer:
         app.router.add_get("/health/ready", self._ready)
         return app
 
-    async def _metrics(self, request: web.Request) -> web.Response:
+    async def _metrics(self, request: web.Request) -> web.StreamResponse:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        body = encoder(self._registry)
-        return web.Response(body=body, headers={"Content-Type": content_type})
+        if self._exposition is None:
+            return web.Response(body=encoder(self._registry), headers={"Content-Type": content_type})
+        # choose_encoder only decides the format; the exposition renders OpenMetrics 1.0.0 or text 0.0.4.
+        openmetrics = content_type.startswith("application/openmetrics-text")
+        response = web.StreamResponse(
+            headers={"Content-Type": OPENMETRICS_1_0_0 if openmetrics else CONTENT_TYPE_PLAIN_0_0_4}
+        )
+        await response.prepare(request)
+        await self._exposition.write_to(response.write, openmetrics)
+        await response.write_eof()
+        return response
 
     async def _live(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "live"})
@@ -46,9 +70,11 @@ class MetricsServer:
     async def _ready(self, request: web.Request) -> web.Response:
         components = dict(self._readiness())
         ready = bool(components) and all(components.values())
-        return web.json_response(
-            {"status": "ready" if ready else "not_ready", "components": components}, status=200 if ready else 503
-        )
+        body: dict[str, object] = {"status": "ready" if ready else "not_ready", "components": components}
+        details = dict(self._details()) if self._details is not None else {}
+        if details:
+            body["details"] = details
+        return web.json_response(body, status=200 if ready else 503)
 
     async def start(self) -> None:
         runner = web.AppRunner(self._app(), access_log=None)

@@ -41,26 +41,28 @@ class Exemplar:
 
 
 class CounterSeries:
-    __slots__ = ("exemplar", "updated", "value")
+    __slots__ = ("exemplar", "labels_text", "updated", "value")
 
     def __init__(self, now: float) -> None:
         self.value = 0.0
         self.exemplar: Exemplar | None = None
         self.updated = now
+        self.labels_text: str | None = None  # rendered once by the exposition: label values never change
 
 
 class GaugeSeries:
-    __slots__ = ("updated", "value")
+    __slots__ = ("labels_text", "updated", "value")
 
     def __init__(self, now: float) -> None:
         self.value = 0.0
         self.updated = now
+        self.labels_text: str | None = None
 
 
 class HistogramSeries:
     """Per-bucket (not cumulative) counts, the last bucket being +Inf; cumulated at exposition."""
 
-    __slots__ = ("count", "counts", "exemplars", "sum", "updated")
+    __slots__ = ("count", "counts", "exemplars", "labels_text", "sum", "updated")
 
     def __init__(self, n_buckets: int, now: float) -> None:
         self.counts = [0] * (n_buckets + 1)
@@ -68,6 +70,7 @@ class HistogramSeries:
         self.sum = 0.0
         self.count = 0
         self.updated = now
+        self.labels_text: str | None = None
 
 
 class _Family:
@@ -201,6 +204,35 @@ class HistogramFamily(_Family):
         series.updated = self._store.now
         if exemplar is not None:
             series.exemplars[index] = exemplar
+
+    def observe_counts(
+        self, labels: LabelKey, counts: Sequence[int], total: float, exemplars: Sequence[Exemplar | None] = ()
+    ) -> None:
+        """Add observations already counted per bucket (this family's buckets, +Inf last).
+
+        Derivation aggregates a whole batch locally (one list increment per span) and merges once
+        per label set here, instead of paying a dict lookup and a call per observation.
+        """
+        if len(counts) != len(self.buckets) + 1:
+            raise ValueError(f"{self.name}: expected {len(self.buckets) + 1} bucket counts, got {len(counts)}")
+        if not math.isfinite(total):
+            raise ValueError(f"{self.name}: sum must be finite, got {total}")
+        series = self.series.get(labels)
+        if series is None:
+            key = self._admit(self.series, labels)  # type: ignore[arg-type]
+            series = self.series.get(key)
+            if series is None:
+                series = self.series[key] = HistogramSeries(len(self.buckets), self._store.now)
+        mine = series.counts
+        for index, count in enumerate(counts):
+            if count:
+                mine[index] += count
+        series.sum += total
+        series.count += sum(counts)
+        series.updated = self._store.now
+        for index, exemplar in enumerate(exemplars):
+            if exemplar is not None:
+                series.exemplars[index] = exemplar
 
     def series_count(self) -> int:
         return len(self.series)

@@ -22,8 +22,15 @@ def promtool() -> str:
     return path
 
 
+# The one name promtool's linter objects to, kept on purpose: the collector's spanmetrics connector
+# calls it so and Jaeger's Monitor tab queries it by that name (see docs/metrics.md).
+SPANMETRICS_UNIT_FINDING = (
+    b'traces_span_metrics_duration_milliseconds use base unit "seconds" instead of "milliseconds"\n'
+)
+
+
 async def test_promtool_check_metrics_is_clean(running_gateway: RunningGateway) -> None:
-    """The exposition after real traffic passes `promtool check metrics` with no finding."""
+    """After real traffic `promtool check metrics` finds nothing but the spanmetrics-compatible unit."""
     exporter = OTLPSpanExporter(endpoint=running_gateway.grpc_target, insecure=True)
     await asyncio.to_thread(exporter.export, make_spans(3))
     exporter.shutdown()
@@ -31,7 +38,7 @@ async def test_promtool_check_metrics_is_clean(running_gateway: RunningGateway) 
     result = subprocess.run(
         [promtool(), "check", "metrics"], input=exposition.encode(), capture_output=True, timeout=60
     )
-    assert (0, b"") == (result.returncode, result.stdout + result.stderr)
+    assert (3, SPANMETRICS_UNIT_FINDING) == (result.returncode, result.stdout + result.stderr)
 
 
 async def test_build_info_names_the_version(running_gateway: RunningGateway) -> None:

@@ -1,0 +1,191 @@
+"""Request, error and duration (RED) metrics for every span, named as the collector's spanmetrics connector.
+
+Jaeger's Monitor tab and the dashboards written for the collector query
+``traces_span_metrics_calls_total`` and ``traces_span_metrics_duration_milliseconds_*`` by
+``service_name``, ``span_name``, ``span_kind`` and ``status_code``: the connector's default
+namespace (``traces.span.metrics``) and explicit buckets (2 ms ... 15 s), translated by the
+collector's Prometheus exporter. Serving the same names and labels means pointing Jaeger or
+Grafana at the gateway instead of a collector changes nothing for them.
+
+As in the connector: resources without ``service.name`` are skipped; a negative duration counts as
+0; extra ``dimensions`` are looked up in the span's attributes, then the resource's, then their
+``default`` (a dimension with none of these gets an empty value, which Prometheus reads as "no
+label", as the connector omits it); exemplars (the span's trace and span ids) go on the duration
+buckets only.
+
+Hot path: one pass over the spans of a batch into a local dict keyed by the label tuple (one
+``bisect`` and three list operations per span), then one merge per label set into the store;
+exemplar ids are hex-encoded only for the last span of each bucket, at merge time.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.component import Batch
+from gateway.metrics.otlp_translate import attribute_string
+from gateway.metrics.prom_names import label_name
+from gateway.metrics.store import Exemplar, LabelKey, MetricStore
+from gateway.validation import ConfigError, expect_mapping, read_bool, read_str, reject_unknown
+
+CALLS = "traces_span_metrics_calls"
+DURATION = "traces_span_metrics_duration_milliseconds"
+BUCKETS_MS: tuple[float, ...] = (2, 4, 6, 8, 10, 50, 100, 200, 400, 800, 1000, 1400, 2000, 5000, 10000, 15000)
+BASE_LABELS = ("service_name", "span_name", "span_kind", "status_code")
+RESERVED_LABELS = frozenset({*BASE_LABELS, "le", "otel_metric_overflow", "job", "instance"})
+SPAN_KINDS = {
+    0: "SPAN_KIND_UNSPECIFIED",
+    1: "SPAN_KIND_INTERNAL",
+    2: "SPAN_KIND_SERVER",
+    3: "SPAN_KIND_CLIENT",
+    4: "SPAN_KIND_PRODUCER",
+    5: "SPAN_KIND_CONSUMER",
+}
+STATUS_CODES = {0: "STATUS_CODE_UNSET", 1: "STATUS_CODE_OK", 2: "STATUS_CODE_ERROR"}
+
+
+@dataclass(frozen=True, slots=True)
+class Dimension:
+    """An extra label: the attribute ``name`` (span first, then resource), else ``default``."""
+
+    name: str
+    default: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SpanMetricsSettings:
+    """The ``spanmetrics`` config section."""
+
+    enabled: bool = True
+    dimensions: tuple[Dimension, ...] = ()
+
+    @staticmethod
+    def from_mapping(raw: Mapping[str, Any], path: str = "spanmetrics") -> SpanMetricsSettings:
+        """Read and validate: every dimension must become a distinct label that is not one of ours."""
+        reject_unknown(raw, ("enabled", "dimensions"), path)
+        enabled = read_bool(raw["enabled"], f"{path}.enabled") if "enabled" in raw else True
+        entries = raw.get("dimensions") or []
+        if not isinstance(entries, list):
+            raise ConfigError(f"{path}.dimensions", "expected a list of attribute names or {name, default}")
+        dimensions: list[Dimension] = []
+        labels: dict[str, str] = {}
+        for index, entry in enumerate(entries):
+            where = f"{path}.dimensions[{index}]"
+            if isinstance(entry, str):
+                dimension = Dimension(read_str(entry, where))
+            else:
+                item = expect_mapping(entry, where)
+                reject_unknown(item, ("name", "default"), where)
+                default = read_str(item["default"], f"{where}.default", allow_empty=True) if "default" in item else None
+                dimension = Dimension(read_str(item.get("name"), f"{where}.name"), default)
+            label = label_name(dimension.name)
+            if label in RESERVED_LABELS:
+                raise ConfigError(where, f"{dimension.name!r} would become the label {label!r}, which is reserved")
+            if label in labels:
+                raise ConfigError(where, f"{dimension.name!r} and {labels[label]!r} would both become {label!r}")
+            labels[label] = dimension.name
+            dimensions.append(dimension)
+        return SpanMetricsSettings(enabled=enabled, dimensions=tuple(dimensions))
+
+
+class _Aggregate:
+    """One label set's share of a batch: per-bucket counts, sum, and the last span per bucket."""
+
+    __slots__ = ("counts", "last", "total")
+
+    def __init__(self, width: int) -> None:
+        self.counts = [0] * width
+        self.last: list[Any] = [None] * width
+        self.total = 0.0
+
+
+class SpanMetricsProcessor:
+    """The traces pipeline's RED metrics, into two store families with the same label names."""
+
+    def __init__(self, store: MetricStore, settings: SpanMetricsSettings) -> None:
+        self._dimensions = settings.dimensions
+        labelnames = (*BASE_LABELS, *(label_name(d.name) for d in settings.dimensions))
+        self._calls = store.counter(
+            CALLS, "Spans seen, by service, span name, kind and status (spanmetrics connector compatible).", labelnames
+        )
+        self._duration = store.histogram(
+            DURATION,
+            "Span duration in milliseconds, by service, span name, kind and status (spanmetrics connector compatible).",
+            labelnames,
+            BUCKETS_MS,
+        )
+        self._index = {d.name: i for i, d in enumerate(settings.dimensions)}
+        self._defaults = tuple(d.default or "" for d in settings.dimensions)
+
+    async def start(self) -> None:
+        return None
+
+    async def shutdown(self) -> None:
+        return None
+
+    def process(self, batch: Batch) -> None:
+        width = len(BUCKETS_MS) + 1
+        buckets = BUCKETS_MS
+        kinds = SPAN_KINDS
+        statuses = STATUS_CODES
+        index = self._index
+        aggregates: dict[LabelKey, _Aggregate] = {}
+        for resource_spans in batch.request.resource_spans:
+            service, resource_values = self._resource(resource_spans.resource.attributes)
+            if service is None:
+                continue
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    start = span.start_time_unix_nano
+                    end = span.end_time_unix_nano
+                    duration = (end - start) / 1e6 if end > start else 0.0
+                    kind = kinds.get(span.kind, "SPAN_KIND_UNSPECIFIED")
+                    status = statuses.get(span.status.code, "STATUS_CODE_UNSET")
+                    if index:
+                        values = list(resource_values)
+                        for kv in span.attributes:
+                            position = index.get(kv.key)
+                            if position is not None:
+                                values[position] = attribute_string(kv.value)
+                        key: LabelKey = (service, span.name, kind, status, *values)
+                    else:
+                        key = (service, span.name, kind, status)
+                    aggregate = aggregates.get(key)
+                    if aggregate is None:
+                        aggregate = aggregates[key] = _Aggregate(width)
+                    bucket = bisect.bisect_left(buckets, duration)
+                    aggregate.counts[bucket] += 1
+                    aggregate.total += duration
+                    aggregate.last[bucket] = span
+        for key, aggregate in aggregates.items():
+            self._calls.inc(key, sum(aggregate.counts))
+            self._duration.observe_counts(key, aggregate.counts, aggregate.total, _exemplars(aggregate.last))
+
+    def _resource(self, attributes: Any) -> tuple[str | None, tuple[str, ...]]:
+        """The resource's service name and the dimension values it provides (else the defaults)."""
+        service: str | None = None
+        values = list(self._defaults)
+        for kv in attributes:
+            if kv.key == "service.name":
+                service = attribute_string(kv.value)
+            position = self._index.get(kv.key)
+            if position is not None:
+                values[position] = attribute_string(kv.value)
+        return service, tuple(values)
+
+
+def _exemplars(spans: Sequence[Any]) -> list[Exemplar | None]:
+    """The last span of each bucket as an exemplar; spans without a trace id link to nothing."""
+    exemplars: list[Exemplar | None] = []
+    for span in spans:
+        if span is None or not span.trace_id:
+            exemplars.append(None)
+            continue
+        start, end = span.start_time_unix_nano, span.end_time_unix_nano
+        duration = (end - start) / 1e6 if end > start else 0.0
+        # Milliseconds, what Prometheus stores; dividing nanoseconds by 1e9 would print 0.0049999.
+        exemplars.append(Exemplar(span.trace_id.hex(), span.span_id.hex(), duration, end // 1_000_000 / 1e3))
+    return exemplars

@@ -14,14 +14,18 @@ from prometheus_client import CollectorRegistry
 import gateway
 from gateway.auth import ApiKeyAuthenticator
 from gateway.component import Exporter, Processor
-
-# from gateway.derive.genai import GenAIProcessor  # wired when derive lands
+from gateway.derive.budgets import BudgetTracker
+from gateway.derive.genai import GenAIProcessor
+from gateway.derive.spanmetrics import SpanMetricsProcessor
 from gateway.log import get_logger
 from gateway.metrics.collector import StoreCollector
+from gateway.metrics.exposition import Exposition
 from gateway.metrics.http import MetricsServer
+from gateway.metrics.otlp_translate import OtlpMetricsProcessor
 from gateway.metrics.store import MetricStore
 from gateway.pipeline import Pipeline
 from gateway.receivers.ingest import Ingest, ReceiverTelemetry
+from gateway.receivers.limiter import InflightLimiter
 from gateway.receivers.otlp_grpc import OtlpGrpcReceiver
 from gateway.receivers.otlp_http import OtlpHttpReceiver
 from gateway.registry import build_exporter
@@ -52,13 +56,26 @@ class Gateway:
 
         used = {name for p in settings.pipelines.values() for name in p.exporters}
         # Every defined exporter is validated (a typo in an unused one is still a typo); used ones run.
-        built = {e.name: build_exporter(e) for e in settings.exporters}
+        built = {e.name: build_exporter(e, self.store if e.name in used else None) for e in settings.exporters}
         self.exporters: dict[str, Exporter] = {name: e for name, e in built.items() if name in used}
+        # Tenant budgets: the GenAI processor hands each leaf call's usage over; gauges computed per scrape.
+        budgets = settings.genai.budgets
+        self.budgets = BudgetTracker(budgets, self.store) if budgets.enabled and settings.genai.enabled else None
+        self.genai = GenAIProcessor(settings.genai, self.store, self.budgets.add if self.budgets else None)
+        if self.budgets is not None:
+            self.collector.add_source(self.budgets.collect)
         self.processors: dict[Signal, list[Processor]] = {
-            "traces": [],
+            "traces": [self.genai] if settings.genai.enabled else [],
             "metrics": [],
             "logs": [],
         }
+        if settings.spanmetrics.enabled:
+            self.processors["traces"].append(SpanMetricsProcessor(self.store, settings.spanmetrics))
+        # OTLP metrics from services, re-exposed on /metrics (processing happens with or without exporters).
+        self.otlp_metrics = OtlpMetricsProcessor(self.store, settings.prometheus.promote_resource_attributes)
+        self.processors["metrics"].append(self.otlp_metrics)
+        self.collector.add_native_source(self.otlp_metrics)
+        self.exposition = Exposition(self.store, [self.otlp_metrics], self.collector.extra_sources)
         processor_failures = self.store.counter(
             "gateway_processor_failed_batches",
             "Batches a processor failed on; the batch was still forwarded.",
@@ -75,7 +92,17 @@ class Gateway:
             )
             for signal in SIGNALS
         }
-        self.ingest = Ingest(self.pipelines, ReceiverTelemetry(self.store))
+        limiter = InflightLimiter(
+            settings.limits.max_inflight_bytes,
+            settings.limits.max_concurrent_requests,
+            self.store.gauge(
+                "gateway_receiver_inflight_bytes",
+                "Request bytes received and not yet handed to every exporter queue (the memory limiter's measure).",
+                (),
+                expires=False,
+            ),
+        )
+        self.ingest = Ingest(self.pipelines, ReceiverTelemetry(self.store), settings.resource.attributes, limiter)
         authenticator = ApiKeyAuthenticator(settings.auth.api_keys) if settings.auth.enabled else None
         self.grpc = (
             OtlpGrpcReceiver(settings.grpc, self.ingest, SHUTDOWN_GRACE_SECONDS, authenticator)
@@ -87,7 +114,13 @@ class Gateway:
             if settings.http
             else None
         )
-        self.metrics_server = MetricsServer(settings.prometheus.endpoint, self.registry, self.readiness)
+        self.metrics_server = MetricsServer(
+            settings.prometheus.endpoint,
+            self.registry,
+            self.readiness,
+            exposition=self.exposition,
+            details=self.details,
+        )
         self._started = False
 
     def readiness(self) -> dict[str, bool]:
@@ -101,6 +134,10 @@ class Gateway:
             state[f"exporter/{name}"] = exporter.ready()
         return state
 
+    def details(self) -> dict[str, object]:
+        """Informational /health/ready state that does not affect readiness (a degraded budget store)."""
+        return {} if self.budgets is None else {"budgets": self.budgets.status()}
+
     async def start(self) -> None:
         """Downstream first, so nothing is received before it has somewhere to go."""
         self._started = True
@@ -111,6 +148,8 @@ class Gateway:
             for processors in self.processors.values():
                 for processor in processors:
                     await processor.start()
+            if self.budgets is not None:
+                await self.budgets.start()  # restores the state file before anything is received
             if self.http is not None:
                 await self.http.start()
             if self.grpc is not None:
@@ -136,6 +175,8 @@ class Gateway:
         for processors in self.processors.values():
             for processor in processors:
                 await processor.shutdown()
+        if self.budgets is not None:
+            await self.budgets.shutdown()  # after the receivers: the last usage is persisted
         await asyncio.gather(*(e.shutdown() for e in self.exporters.values()))
         await self.metrics_server.shutdown()
         self._log.info("gateway_stopped")

@@ -18,6 +18,7 @@ import yaml
 
 from gateway.auth import AuthSettings
 from gateway.derive.config import GenAIConfig
+from gateway.derive.spanmetrics import SpanMetricsSettings
 from gateway.tls import TlsServerSettings
 from gateway.validation import (
     GIB,
@@ -90,6 +91,7 @@ class PrometheusSettings:
     endpoint: Endpoint = Endpoint("localhost", 9464)  # noqa: RUF009 (frozen, shared safely)
     max_series_per_metric: int = 2000
     series_expiration: float = 300.0
+    promote_resource_attributes: tuple[str, ...] = ()  # copied onto every OTLP-translated series
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +108,30 @@ class PipelineSettings:
     exporters: tuple[str, ...] = ()
 
 
+AttributeValue = str | bool | int | float
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceSettings:
+    """``resource.attributes``: set on every resource of every received request (replacing a value
+    the sender gave for the same key) before processors and exporters see it."""
+
+    attributes: tuple[tuple[str, AttributeValue], ...] = ()
+
+    @staticmethod
+    def from_mapping(section: Mapping[str, Any], path: str) -> ResourceSettings:
+        reject_unknown(section, ("attributes",), path)
+        attributes = expect_mapping(section.get("attributes"), f"{path}.attributes")
+        pairs: list[tuple[str, AttributeValue]] = []
+        for key, value in attributes.items():
+            if not key:
+                raise ConfigError(f"{path}.attributes", "attribute keys must be non-empty")
+            if not isinstance(value, (str, bool, int, float)):
+                raise ConfigError(f"{path}.attributes.{key}", f"expected a string, number or boolean, got {value!r}")
+            pairs.append((key, value))
+        return ResourceSettings(tuple(pairs))
+
+
 def _default_exporters() -> tuple[ExporterSettings, ...]:
     return (ExporterSettings(name="console", type="debug"),)
 
@@ -119,6 +145,30 @@ def _default_pipelines() -> Mapping[str, PipelineSettings]:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitsSettings:
+    """The memory limiter: request bytes in flight (received, not yet in every exporter queue) and
+    concurrent requests, across both receivers. Past either, senders get 429 / RESOURCE_EXHAUSTED."""
+
+    max_inflight_bytes: int = 256 * MIB
+    max_concurrent_requests: int = 1024
+
+    @staticmethod
+    def from_mapping(raw: Mapping[str, Any], path: str = "limits") -> LimitsSettings:
+        reject_unknown(raw, ("max_inflight_bytes", "max_concurrent_requests"), path)
+        base = LimitsSettings()
+        return LimitsSettings(
+            max_inflight_bytes=read_size(raw["max_inflight_bytes"], f"{path}.max_inflight_bytes")
+            if "max_inflight_bytes" in raw
+            else base.max_inflight_bytes,
+            max_concurrent_requests=read_int(
+                raw["max_concurrent_requests"], f"{path}.max_concurrent_requests", minimum=1
+            )
+            if "max_concurrent_requests" in raw
+            else base.max_concurrent_requests,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     grpc: GrpcReceiverSettings | None = field(default_factory=GrpcReceiverSettings)
     http: HttpReceiverSettings | None = field(default_factory=HttpReceiverSettings)
@@ -127,6 +177,9 @@ class Settings:
     pipelines: Mapping[str, PipelineSettings] = field(default_factory=_default_pipelines)
     genai: GenAIConfig = field(default_factory=GenAIConfig.default_config)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    spanmetrics: SpanMetricsSettings = field(default_factory=SpanMetricsSettings)
+    resource: ResourceSettings = field(default_factory=ResourceSettings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -166,7 +219,11 @@ def parse_settings(text: str, environ: Mapping[str, str]) -> Settings:
 
 
 def settings_from_mapping(raw: Mapping[str, Any]) -> Settings:
-    reject_unknown(raw, ("receivers", "prometheus", "exporters", "pipelines", "genai", "auth"), "")
+    reject_unknown(
+        raw,
+        ("receivers", "prometheus", "exporters", "pipelines", "genai", "auth", "resource", "spanmetrics", "limits"),
+        "",
+    )
     defaults = Settings()
     grpc, http = _receivers(raw.get("receivers", _DEFAULT), defaults)
     exporters = _exporters(raw.get("exporters", _DEFAULT), defaults.exporters)
@@ -180,6 +237,9 @@ def settings_from_mapping(raw: Mapping[str, Any]) -> Settings:
         pipelines=pipelines,
         genai=GenAIConfig.from_mapping(expect_mapping(genai_raw, "genai"), "genai"),
         auth=AuthSettings.from_mapping(expect_mapping(raw.get("auth"), "auth"), "auth"),
+        resource=ResourceSettings.from_mapping(expect_mapping(raw.get("resource"), "resource"), "resource"),
+        spanmetrics=SpanMetricsSettings.from_mapping(expect_mapping(raw.get("spanmetrics"), "spanmetrics")),
+        limits=LimitsSettings.from_mapping(expect_mapping(raw.get("limits"), "limits")),
     )
 
 
@@ -239,7 +299,11 @@ def _tls(section: Mapping[str, Any], path: str) -> TlsServerSettings | None:
 
 
 def _prometheus(section: Mapping[str, Any]) -> PrometheusSettings:
-    reject_unknown(section, ("endpoint", "max_series_per_metric", "series_expiration"), "prometheus")
+    reject_unknown(
+        section,
+        ("endpoint", "max_series_per_metric", "series_expiration", "promote_resource_attributes"),
+        "prometheus",
+    )
     base = PrometheusSettings()
     return PrometheusSettings(
         endpoint=read_endpoint(section["endpoint"], "prometheus.endpoint") if "endpoint" in section else base.endpoint,
@@ -249,7 +313,26 @@ def _prometheus(section: Mapping[str, Any]) -> PrometheusSettings:
         series_expiration=read_duration(section["series_expiration"], "prometheus.series_expiration")
         if "series_expiration" in section
         else base.series_expiration,
+        promote_resource_attributes=_promoted(section.get("promote_resource_attributes")),
     )
+
+
+_JOB_INSTANCE_KEYS = ("service.name", "service.namespace", "service.instance.id")
+
+
+def _promoted(value: Any) -> tuple[str, ...]:
+    """Resource attribute keys to copy onto OTLP-translated series (Prometheus' own OTLP key name).
+
+    The service keys already become ``job`` and ``instance``; a key listed twice is a typo.
+    """
+    path = "prometheus.promote_resource_attributes"
+    keys = read_str_list(value, path)
+    for index, key in enumerate(keys):
+        if key in _JOB_INSTANCE_KEYS:
+            raise ConfigError(f"{path}[{index}]", f"{key!r} is already served as the job/instance labels")
+        if key in keys[:index]:
+            raise ConfigError(f"{path}[{index}]", f"{key!r} is listed twice")
+    return keys
 
 
 def _exporters(value: Any, defaults: tuple[ExporterSettings, ...]) -> tuple[ExporterSettings, ...]:

@@ -13,7 +13,8 @@ from typing import Any
 import grpc
 
 from gateway.auth import ApiKeyAuthenticator, Unauthenticated
-from gateway.errors import GatewayError, wire_status
+from gateway.errors import GatewayError, RetryableError, wire_status
+from gateway.exporters.retry import retry_info_trailers
 from gateway.log import get_logger
 from gateway.receivers.ingest import Ingest
 from gateway.settings import GrpcReceiverSettings
@@ -63,11 +64,18 @@ class OtlpGrpcReceiver:
                     telemetry.refuse_request("grpc", signal, "unauthenticated")
                     await context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.reason)
             try:
-                await ingest(signal, request, "protobuf", "grpc", tenant)
+                result = await ingest(signal, request, "protobuf", "grpc", tenant)
             except DecodeError as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.reason)
             except GatewayError as exc:
-                await context.abort(wire_status(exc).grpc_code, exc.reason)
+                code = wire_status(exc).grpc_code
+                if isinstance(exc, RetryableError):
+                    # RetryInfo: without it, collector-style clients treat RESOURCE_EXHAUSTED as permanent.
+                    trailers = retry_info_trailers(exc.retry_after or 1.0, code.value[0], exc.reason)
+                    await context.abort(code, exc.reason, trailing_metadata=trailers)
+                await context.abort(code, exc.reason)
+            if result.rejected or result.message:
+                return encode_export_response(signal, "protobuf", result.rejected, result.message)
             return empty
 
         return export

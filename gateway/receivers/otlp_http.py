@@ -128,7 +128,7 @@ class OtlpHttpReceiver:
                 telemetry.refuse_request("http", signal, "invalid")
                 return _status_response(400, _INVALID_ARGUMENT, exc.reason, fmt)
             try:
-                await self._ingest.ingest(signal, payload, fmt, "http", tenant)
+                result = await self._ingest.ingest(signal, payload, fmt, "http", tenant)
             except DecodeError as exc:
                 return _status_response(400, _INVALID_ARGUMENT, exc.reason, fmt)
             except GatewayError as exc:
@@ -141,6 +141,9 @@ class OtlpHttpReceiver:
                 response = _status_response(status.http_status, code, exc.reason, fmt)
                 response.headers.update(headers)
                 return response
+            if result.rejected or result.message:
+                partial = encode_export_response(signal, fmt, result.rejected, result.message)
+                return web.Response(body=partial, content_type=RESPONSE_TYPES[fmt])
             return web.Response(body=self._ok[(signal, fmt)], content_type=RESPONSE_TYPES[fmt])
 
         return handle

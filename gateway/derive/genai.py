@@ -90,6 +90,25 @@ _STATUS_CODE_ERROR: Final = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE
 _UNSET_PRIORITY: Final = 1 << 30
 _CACHE_LIMIT: Final = 4096
 _CLASS_REPR = re.compile(r"<class '([^']+)'>")
+# Field members as plain ints for the per-span code: reading an IntEnum member costs ~0.2 us (a
+# plain int index ~0.02 us), and a GenAI span used to read about twenty (benchmarks/RESULTS.md).
+_F_AGENT_NAME: Final = int(Field.AGENT_NAME)
+_F_CACHE_READ_TOKENS: Final = int(Field.CACHE_READ_TOKENS)
+_F_CACHE_WRITE_TOKENS: Final = int(Field.CACHE_WRITE_TOKENS)
+_F_COST_USD: Final = int(Field.COST_USD)
+_F_ERROR_TYPE: Final = int(Field.ERROR_TYPE)
+_F_INPUT_TOKENS: Final = int(Field.INPUT_TOKENS)
+_F_OPERATION: Final = int(Field.OPERATION)
+_F_OUTPUT_TOKENS: Final = int(Field.OUTPUT_TOKENS)
+_F_PROVIDER: Final = int(Field.PROVIDER)
+_F_REASONING_TOKENS: Final = int(Field.REASONING_TOKENS)
+_F_REQUEST_MODEL: Final = int(Field.REQUEST_MODEL)
+_F_RESPONSE_MODEL: Final = int(Field.RESPONSE_MODEL)
+_F_SERVER_ADDRESS: Final = int(Field.SERVER_ADDRESS)
+_F_TENANT: Final = int(Field.TENANT)
+_F_TOOL_NAME: Final = int(Field.TOOL_NAME)
+_F_TOTAL_TOKENS: Final = int(Field.TOTAL_TOKENS)
+_F_TTFT_SECONDS: Final = int(Field.TTFT_SECONDS)
 
 
 class Refused(Exception):
@@ -341,12 +360,12 @@ def build_keymap(tenant_attributes: Sequence[str]) -> KeyMap:
     targets: dict[str, list[Target]] = {}
     for index, kind_row in enumerate(KIND_ROWS):
         priority = CONVENTIONS[kind_row.convention] * 1000 + index
-        targets.setdefault(kind_row.key, []).append((Field.OPERATION, priority, _kind_converter(kind_row)))
+        targets.setdefault(kind_row.key, []).append((_F_OPERATION, priority, _kind_converter(kind_row)))
     for index, row in enumerate(ATTRIBUTE_ROWS):
         priority = CONVENTIONS[row.convention] * 1000 + index
-        targets.setdefault(row.key, []).append((row.field, priority, _CONVERTERS[row.kind]))
+        targets.setdefault(row.key, []).append((int(row.field), priority, _CONVERTERS[row.kind]))
     for index, key in enumerate(tenant_attributes):
-        targets.setdefault(key, []).append((Field.TENANT, index, _tenant))
+        targets.setdefault(key, []).append((_F_TENANT, index, _tenant))
     return {key: tuple(found) for key, found in targets.items()}
 
 
@@ -413,7 +432,7 @@ class SpanReader:
                     if value is not None:
                         values[field] = value
                         priorities[field] = priority
-        kind: SpanKind | None = values[Field.OPERATION]
+        kind: SpanKind | None = values[_F_OPERATION]
         if kind is None:
             return None
         return self._record(span, kind, values, service_name, resource_tenant, refused)
@@ -433,12 +452,12 @@ class SpanReader:
         if duration is None:
             refused = [*(refused or ()), ("span.end_time_unix_nano", "before_start")]
 
-        input_tokens: int | None = values[Field.INPUT_TOKENS]
-        output_tokens: int | None = values[Field.OUTPUT_TOKENS]
-        cache_read: int | None = values[Field.CACHE_READ_TOKENS]
-        cache_write: int | None = values[Field.CACHE_WRITE_TOKENS]
-        reasoning: int | None = values[Field.REASONING_TOKENS]
-        total: int | None = values[Field.TOTAL_TOKENS]
+        input_tokens: int | None = values[_F_INPUT_TOKENS]
+        output_tokens: int | None = values[_F_OUTPUT_TOKENS]
+        cache_read: int | None = values[_F_CACHE_READ_TOKENS]
+        cache_write: int | None = values[_F_CACHE_WRITE_TOKENS]
+        reasoning: int | None = values[_F_REASONING_TOKENS]
+        total: int | None = values[_F_TOTAL_TOKENS]
         if input_tokens is None and total is not None and total >= (output_tokens or 0):
             input_tokens = total - (output_tokens or 0)
         fixups: tuple[str, ...] = ()
@@ -452,7 +471,7 @@ class SpanReader:
             fixups = (*fixups, FIXUP_REASONING_ADDED)
 
         error_type = ""
-        raw_error: str | None = values[Field.ERROR_TYPE]
+        raw_error: str | None = values[_F_ERROR_TYPE]
         if raw_error is not None:
             error_type = normalize_error_type(raw_error)
         elif span.status.code == _STATUS_CODE_ERROR:
@@ -460,7 +479,7 @@ class SpanReader:
 
         ttft: float | None = None
         if kind.leaf:
-            ttft = values[Field.TTFT_SECONDS]
+            ttft = values[_F_TTFT_SECONDS]
             if ttft is None and len(span.events):
                 ttft = _first_token_seconds(span.events, start)
             if ttft is not None and duration is not None and ttft >= duration:
@@ -468,24 +487,24 @@ class SpanReader:
 
         return GenAIRecord(
             service_name=service_name,
-            tenant=values[Field.TENANT] or resource_tenant,
+            tenant=values[_F_TENANT] or resource_tenant,
             operation=kind.operation,
             leaf=kind.leaf,
-            provider=values[Field.PROVIDER] or "",
-            request_model=values[Field.REQUEST_MODEL] or "",
-            response_model=values[Field.RESPONSE_MODEL] or "",
+            provider=values[_F_PROVIDER] or "",
+            request_model=values[_F_REQUEST_MODEL] or "",
+            response_model=values[_F_RESPONSE_MODEL] or "",
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             cache_read_tokens=cache_read,
             cache_write_tokens=cache_write,
             reasoning_tokens=reasoning,
-            cost_usd=values[Field.COST_USD],
+            cost_usd=values[_F_COST_USD],
             ttft_seconds=ttft,
             duration_seconds=duration,
             error_type=error_type,
-            agent_name=values[Field.AGENT_NAME] or "",
-            tool_name=values[Field.TOOL_NAME] or "",
-            server_address=values[Field.SERVER_ADDRESS] or "",
+            agent_name=values[_F_AGENT_NAME] or "",
+            tool_name=values[_F_TOOL_NAME] or "",
+            server_address=values[_F_SERVER_ADDRESS] or "",
             trace_id=span.trace_id.hex(),
             span_id=span.span_id.hex(),
             start_unix_nano=start,
@@ -670,18 +689,18 @@ class GenAIProcessor:
         if input_tokens is not None:
             self._token_usage.observe((*common, "input"), float(input_tokens), record)
             if input_tokens:
-                tokens.add((*common, "input"), float(input_tokens), None)
+                tokens.add((*common, "input"), float(input_tokens), record)
         output_tokens = record.output_tokens
         if output_tokens is not None:
             self._token_usage.observe((*common, "output"), float(output_tokens), record)
             if output_tokens:
-                tokens.add((*common, "output"), float(output_tokens), None)
+                tokens.add((*common, "output"), float(output_tokens), record)
         if record.cache_read_tokens:
-            tokens.add((*common, "cache_read"), float(record.cache_read_tokens), None)
+            tokens.add((*common, "cache_read"), float(record.cache_read_tokens), record)
         if record.cache_write_tokens:
-            tokens.add((*common, "cache_creation"), float(record.cache_write_tokens), None)
+            tokens.add((*common, "cache_creation"), float(record.cache_write_tokens), record)
         if record.reasoning_tokens:
-            tokens.add((*common, "reasoning"), float(record.reasoning_tokens), None)
+            tokens.add((*common, "reasoning"), float(record.reasoning_tokens), record)
         usd = self._cost(record, common)
         if self._usage_sink is not None and (input_tokens or output_tokens or usd):
             self._usage_sink(common[1], (input_tokens or 0) + (output_tokens or 0), usd)

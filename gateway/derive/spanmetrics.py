@@ -33,6 +33,7 @@ from gateway.validation import ConfigError, expect_mapping, read_bool, read_str,
 
 CALLS = "traces_span_metrics_calls"
 DURATION = "traces_span_metrics_duration_milliseconds"
+DURATION_SECONDS = "traces_span_metrics_duration_seconds"
 BUCKETS_MS: tuple[float, ...] = (2, 4, 6, 8, 10, 50, 100, 200, 400, 800, 1000, 1400, 2000, 5000, 10000, 15000)
 BASE_LABELS = ("service_name", "span_name", "span_kind", "status_code")
 RESERVED_LABELS = frozenset({*BASE_LABELS, "le", "otel_metric_overflow", "job", "instance"})
@@ -61,11 +62,19 @@ class SpanMetricsSettings:
 
     enabled: bool = True
     dimensions: tuple[Dimension, ...] = ()
+    histogram_unit: str = "ms"  # the connector's default; "s" gives a promtool-clean _seconds histogram
 
     @staticmethod
     def from_mapping(raw: Mapping[str, Any], path: str = "spanmetrics") -> SpanMetricsSettings:
         """Read and validate: every dimension must become a distinct label that is not one of ours."""
-        reject_unknown(raw, ("enabled", "dimensions"), path)
+        reject_unknown(raw, ("enabled", "dimensions", "histogram"), path)
+        histogram = expect_mapping(raw.get("histogram"), f"{path}.histogram")
+        reject_unknown(histogram, ("unit",), f"{path}.histogram")
+        unit = read_str(histogram.get("unit", "ms"), f"{path}.histogram.unit")
+        if unit not in ("ms", "s"):
+            raise ConfigError(
+                f"{path}.histogram.unit", f"expected ms or s (as the spanmetrics connector), got {unit!r}"
+            )
         enabled = read_bool(raw["enabled"], f"{path}.enabled") if "enabled" in raw else True
         entries = raw.get("dimensions") or []
         if not isinstance(entries, list):
@@ -88,7 +97,7 @@ class SpanMetricsSettings:
                 raise ConfigError(where, f"{dimension.name!r} and {labels[label]!r} would both become {label!r}")
             labels[label] = dimension.name
             dimensions.append(dimension)
-        return SpanMetricsSettings(enabled=enabled, dimensions=tuple(dimensions))
+        return SpanMetricsSettings(enabled=enabled, dimensions=tuple(dimensions), histogram_unit=unit)
 
 
 class _Aggregate:
@@ -111,11 +120,15 @@ class SpanMetricsProcessor:
         self._calls = store.counter(
             CALLS, "Spans seen, by service, span name, kind and status (spanmetrics connector compatible).", labelnames
         )
+        seconds = settings.histogram_unit == "s"
+        self._buckets = tuple(b / 1000 for b in BUCKETS_MS) if seconds else BUCKETS_MS
+        self._nanos_per_unit = 1e9 if seconds else 1e6
         self._duration = store.histogram(
-            DURATION,
-            "Span duration in milliseconds, by service, span name, kind and status (spanmetrics connector compatible).",
+            DURATION_SECONDS if seconds else DURATION,
+            f"Span duration in {'seconds' if seconds else 'milliseconds'}, by service, span name, kind and status "
+            "(spanmetrics connector compatible).",
             labelnames,
-            BUCKETS_MS,
+            self._buckets,
         )
         self._index = {d.name: i for i, d in enumerate(settings.dimensions)}
         self._defaults = tuple(d.default or "" for d in settings.dimensions)
@@ -127,8 +140,9 @@ class SpanMetricsProcessor:
         return None
 
     def process(self, batch: Batch) -> None:
-        width = len(BUCKETS_MS) + 1
-        buckets = BUCKETS_MS
+        buckets = self._buckets
+        width = len(buckets) + 1
+        per_unit = self._nanos_per_unit
         kinds = SPAN_KINDS
         statuses = STATUS_CODES
         index = self._index
@@ -141,7 +155,7 @@ class SpanMetricsProcessor:
                 for span in scope_spans.spans:
                     start = span.start_time_unix_nano
                     end = span.end_time_unix_nano
-                    duration = (end - start) / 1e6 if end > start else 0.0
+                    duration = (end - start) / per_unit if end > start else 0.0
                     kind = kinds.get(span.kind, "SPAN_KIND_UNSPECIFIED")
                     status = statuses.get(span.status.code, "STATUS_CODE_UNSET")
                     if index:
@@ -162,7 +176,9 @@ class SpanMetricsProcessor:
                     aggregate.last[bucket] = span
         for key, aggregate in aggregates.items():
             self._calls.inc(key, sum(aggregate.counts))
-            self._duration.observe_counts(key, aggregate.counts, aggregate.total, _exemplars(aggregate.last))
+            self._duration.observe_counts(
+                key, aggregate.counts, aggregate.total, _exemplars(aggregate.last, self._nanos_per_unit)
+            )
 
     def _resource(self, attributes: Any) -> tuple[str | None, tuple[str, ...]]:
         """The resource's service name and the dimension values it provides (else the defaults)."""
@@ -177,7 +193,7 @@ class SpanMetricsProcessor:
         return service, tuple(values)
 
 
-def _exemplars(spans: Sequence[Any]) -> list[Exemplar | None]:
+def _exemplars(spans: Sequence[Any], nanos_per_unit: float) -> list[Exemplar | None]:
     """The last span of each bucket as an exemplar; spans without a trace id link to nothing."""
     exemplars: list[Exemplar | None] = []
     for span in spans:
@@ -185,7 +201,7 @@ def _exemplars(spans: Sequence[Any]) -> list[Exemplar | None]:
             exemplars.append(None)
             continue
         start, end = span.start_time_unix_nano, span.end_time_unix_nano
-        duration = (end - start) / 1e6 if end > start else 0.0
-        # Milliseconds, what Prometheus stores; dividing nanoseconds by 1e9 would print 0.0049999.
+        duration = (end - start) / nanos_per_unit if end > start else 0.0
+        # The timestamp in milliseconds, what Prometheus stores; nanoseconds / 1e9 would print 0.0049999.
         exemplars.append(Exemplar(span.trace_id.hex(), span.span_id.hex(), duration, end // 1_000_000 / 1e3))
     return exemplars

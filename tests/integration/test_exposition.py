@@ -11,7 +11,8 @@ import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
 from gateway import __version__
-from tests.conftest import RunningGateway
+from gateway.derive.spanmetrics import SpanMetricsSettings
+from tests.conftest import RunningGateway, loopback_settings, start_gateway
 from tests.support.otel_sdk import make_spans
 
 
@@ -39,6 +40,33 @@ async def test_promtool_check_metrics_is_clean(running_gateway: RunningGateway) 
         [promtool(), "check", "metrics"], input=exposition.encode(), capture_output=True, timeout=60
     )
     assert (3, SPANMETRICS_UNIT_FINDING) == (result.returncode, result.stdout + result.stderr)
+
+
+async def test_promtool_is_fully_clean_with_second_based_span_metrics() -> None:
+    """With spanmetrics.histogram.unit: s, the exposition after plain and GenAI traffic has no finding at all."""
+    settings = loopback_settings(spanmetrics=SpanMetricsSettings(histogram_unit="s"))
+    running = await start_gateway(settings)
+    try:
+        exporter = OTLPSpanExporter(endpoint=running.grpc_target, insecure=True)
+        chat = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": "openai",
+            "gen_ai.request.model": "gpt-4o-mini",
+            "gen_ai.usage.input_tokens": 120,
+            "gen_ai.usage.output_tokens": 30,
+            "tenant.id": "acme",
+        }
+        await asyncio.to_thread(exporter.export, [*make_spans(2), *make_spans(1, attributes=chat)])
+        exporter.shutdown()
+        exposition = await running.scrape()
+    finally:
+        await running.gateway.shutdown()
+    assert "traces_span_metrics_duration_seconds_bucket" in exposition
+    assert "gen_ai_client_cost_usd_total" in exposition
+    result = subprocess.run(
+        [promtool(), "check", "metrics"], input=exposition.encode(), capture_output=True, timeout=60
+    )
+    assert (0, b"") == (result.returncode, result.stdout + result.stderr)
 
 
 async def test_build_info_names_the_version(running_gateway: RunningGateway) -> None:

@@ -203,3 +203,14 @@ def test_bad_spanmetrics_config_names_the_key(yaml: str, path: str) -> None:
     with pytest.raises(ConfigError) as error:
         parse_settings(yaml, {})
     assert path == error.value.path
+
+
+def test_histogram_unit_accepts_ms_and_s_only() -> None:
+    """spanmetrics.histogram.unit is the connector's ms (default) or s; anything else names the key."""
+    from gateway.derive.spanmetrics import SpanMetricsSettings
+    from gateway.validation import ConfigError
+
+    assert "s" == SpanMetricsSettings.from_mapping({"histogram": {"unit": "s"}}).histogram_unit
+    assert "ms" == SpanMetricsSettings.from_mapping({}).histogram_unit
+    with pytest.raises(ConfigError, match=r"^spanmetrics\.histogram\.unit: expected ms or s"):
+        SpanMetricsSettings.from_mapping({"histogram": {"unit": "us"}})

@@ -22,7 +22,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeAlias, TypeVar
+from typing import Generic, Literal, TypeAlias, TypeVar
 
 LabelKey: TypeAlias = tuple[str, ...]
 Kind = Literal["counter", "gauge", "histogram"]
@@ -73,7 +73,10 @@ class HistogramSeries:
         self.labels_text: str | None = None
 
 
-class _Family:
+_S = TypeVar("_S", CounterSeries, GaugeSeries, HistogramSeries)
+
+
+class _Family(Generic[_S]):
     """What every metric family shares: identity, label names, the series dict and the cap."""
 
     kind: Kind
@@ -86,39 +89,46 @@ class _Family:
         self.labelnames = tuple(labelnames)
         self.expires = expires
         self._store = store
+        self.series: dict[LabelKey, _S] = {}
 
     def series_count(self) -> int:
+        return len(self.series)
+
+    def _new_series(self) -> _S:
         raise NotImplementedError
 
-    def _admit(self, series: dict[LabelKey, object], labels: LabelKey) -> LabelKey:
+    def _series(self, labels: LabelKey) -> _S:
+        """The series of a label set, created on first use (under the cap, else the overflow series)."""
+        series = self.series.get(labels)
+        if series is None:
+            key = self._admit(labels)
+            series = self.series.get(key)
+            if series is None:
+                series = self.series[key] = self._new_series()
+        return series
+
+    def _admit(self, labels: LabelKey) -> LabelKey:
         """The key a new label set is stored under: itself, or the overflow key past the cap."""
         if len(labels) != len(self.labelnames):
             raise ValueError(f"{self.name}: expected {len(self.labelnames)} label values, got {len(labels)}")
+        series = self.series
         if len(series) - (OVERFLOW_KEY in series) >= self._store.max_series:
             self._store.count_overflow(self.name)
             return OVERFLOW_KEY
         return labels
 
 
-class CounterFamily(_Family):
+class CounterFamily(_Family[CounterSeries]):
     kind: Kind = "counter"
 
-    def __init__(
-        self, store: MetricStore, name: str, documentation: str, labelnames: Sequence[str], expires: bool
-    ) -> None:
-        super().__init__(store, name, documentation, labelnames, expires)
-        self.series: dict[LabelKey, CounterSeries] = {}
+    def _new_series(self) -> CounterSeries:
+        return CounterSeries(self._store.now)
 
     def inc(self, labels: LabelKey, amount: float = 1.0, exemplar: Exemplar | None = None) -> None:
         """Add a non-negative amount; NaN, infinities and negatives are refused, never stored."""
         if not (0.0 <= amount < math.inf):
             raise ValueError(f"{self.name}: counter increment must be finite and >= 0, got {amount}")
-        series = self.series.get(labels)
-        if series is None:
-            key = self._admit(self.series, labels)  # type: ignore[arg-type]
-            series = self.series.get(key)
-            if series is None:
-                series = self.series[key] = CounterSeries(self._store.now)
+        series = self._series(labels)
         series.value += amount
         series.updated = self._store.now
         if exemplar is not None:
@@ -128,26 +138,15 @@ class CounterFamily(_Family):
         series = self.series.get(labels)
         return 0.0 if series is None else series.value
 
-    def series_count(self) -> int:
-        return len(self.series)
 
-
-class GaugeFamily(_Family):
+class GaugeFamily(_Family[GaugeSeries]):
     kind: Kind = "gauge"
 
-    def __init__(
-        self, store: MetricStore, name: str, documentation: str, labelnames: Sequence[str], expires: bool
-    ) -> None:
-        super().__init__(store, name, documentation, labelnames, expires)
-        self.series: dict[LabelKey, GaugeSeries] = {}
+    def _new_series(self) -> GaugeSeries:
+        return GaugeSeries(self._store.now)
 
     def _get(self, labels: LabelKey) -> GaugeSeries:
-        series = self.series.get(labels)
-        if series is None:
-            key = self._admit(self.series, labels)  # type: ignore[arg-type]
-            series = self.series.get(key)
-            if series is None:
-                series = self.series[key] = GaugeSeries(self._store.now)
+        series = self._series(labels)
         series.updated = self._store.now
         return series
 
@@ -164,11 +163,8 @@ class GaugeFamily(_Family):
         series = self.series.get(labels)
         return 0.0 if series is None else series.value
 
-    def series_count(self) -> int:
-        return len(self.series)
 
-
-class HistogramFamily(_Family):
+class HistogramFamily(_Family[HistogramSeries]):
     kind: Kind = "histogram"
 
     def __init__(
@@ -185,18 +181,15 @@ class HistogramFamily(_Family):
         if not bounds or bounds != sorted(set(bounds)) or not all(math.isfinite(b) for b in bounds):
             raise ValueError(f"{name}: buckets must be finite, strictly increasing and non-empty")
         self.buckets = tuple(bounds)
-        self.series: dict[LabelKey, HistogramSeries] = {}
+
+    def _new_series(self) -> HistogramSeries:
+        return HistogramSeries(len(self.buckets), self._store.now)
 
     def observe(self, labels: LabelKey, value: float, exemplar: Exemplar | None = None) -> None:
         """Count a finite value in its bucket (upper bounds inclusive, as Prometheus' ``le``)."""
         if not math.isfinite(value):
             raise ValueError(f"{self.name}: observation must be finite, got {value}")
-        series = self.series.get(labels)
-        if series is None:
-            key = self._admit(self.series, labels)  # type: ignore[arg-type]
-            series = self.series.get(key)
-            if series is None:
-                series = self.series[key] = HistogramSeries(len(self.buckets), self._store.now)
+        series = self._series(labels)
         index = bisect.bisect_left(self.buckets, value)
         series.counts[index] += 1
         series.sum += value
@@ -217,12 +210,7 @@ class HistogramFamily(_Family):
             raise ValueError(f"{self.name}: expected {len(self.buckets) + 1} bucket counts, got {len(counts)}")
         if not math.isfinite(total):
             raise ValueError(f"{self.name}: sum must be finite, got {total}")
-        series = self.series.get(labels)
-        if series is None:
-            key = self._admit(self.series, labels)  # type: ignore[arg-type]
-            series = self.series.get(key)
-            if series is None:
-                series = self.series[key] = HistogramSeries(len(self.buckets), self._store.now)
+        series = self._series(labels)
         mine = series.counts
         for index, count in enumerate(counts):
             if count:
@@ -233,9 +221,6 @@ class HistogramFamily(_Family):
         for index, exemplar in enumerate(exemplars):
             if exemplar is not None:
                 series.exemplars[index] = exemplar
-
-    def series_count(self) -> int:
-        return len(self.series)
 
 
 Family = CounterFamily | GaugeFamily | HistogramFamily

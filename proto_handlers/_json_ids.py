@@ -2,8 +2,9 @@
 
 OTLP/JSON deviates from the standard protobuf JSON mapping in one way: ``trace_id`` and
 ``span_id`` fields are hex strings instead of base64 (the spec's "JSON Protobuf Encoding").
-``google.protobuf.json_format`` only knows the standard mapping, so decoding converts the ids to
-base64 before ``ParseDict`` and encoding converts them back to hex after ``MessageToDict``.
+``google.protobuf.json_format`` only knows the standard mapping, so encoding converts the ids
+back to hex after ``MessageToDict``. (Decoding no longer uses ``ParseDict``: ``_json_wire``
+reads hex ids itself.)
 
 Only the places ids can be are visited (not every string in the document), and both the
 lowerCamelCase key the spec mandates and the original snake_case field name are recognised,

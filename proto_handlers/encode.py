@@ -50,6 +50,7 @@ def encode_export_response(signal: Signal, fmt: WireFormat, rejected: int = 0, e
         raise ValueError(f"unknown wire format {fmt!r}")
     if rejected == 0 and not error_message:
         return _EMPTY_RESPONSE[fmt]
+    error_message = _utf8_safe(error_message)
     response: Message
     if signal == "traces":
         response = ExportTraceServiceResponse(
@@ -74,7 +75,7 @@ def encode_status(code: int, message: str, fmt: WireFormat) -> bytes:
     OTLP/HTTP answers a failed request with this body in the request's own format; ``code`` is a
     ``google.rpc.Code`` value (e.g. 3 INVALID_ARGUMENT), not the HTTP status.
     """
-    return _serialize(Status(code=code, message=message), fmt)
+    return _serialize(Status(code=code, message=_utf8_safe(message)), fmt)
 
 
 def encode_request_json(signal: Signal, request: Message) -> bytes:
@@ -87,6 +88,19 @@ def encode_request_json(signal: Signal, request: Message) -> bytes:
     document = json_format.MessageToDict(request, use_integers_for_enums=True)
     convert_ids(signal, document, _base64_id_to_hex)
     return orjson.dumps(document)
+
+
+def _utf8_safe(text: str) -> str:
+    """``text``, with lone surrogates escaped: protobuf strings must be UTF-8, and an error answer must not fail.
+
+    Reasons can carry text from outside (a downstream's answer, a header aiohttp decoded with
+    ``surrogateescape``); without this, one such character turned a 4xx answer into a 500.
+    """
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
+    return text
 
 
 def _serialize(message: Message, fmt: WireFormat) -> bytes:

@@ -51,6 +51,17 @@ def test_leaf_chat_counts_every_token_type() -> None:
     }
 
 
+def test_request_whose_bytes_name_no_span_kind_key_is_not_read() -> None:
+    """The pre-check trusts batch.raw: bytes without any span-kind key mean no GenAI span to read."""
+    proc = processor()
+    batch = make_batch([make_span(GPT_4O_MINI_CHAT)])
+    plain = make_batch([make_span({"http.request.method": "GET", "url.path": "/"})])
+    proc.process(dataclasses.replace(batch, raw=plain.raw))
+    assert 0 == len(proc.tokens.series)
+    proc.process(batch)
+    assert 1000.0 == proc.tokens.value((*CHAT, "input"))
+
+
 def test_token_usage_histogram_observes_input_and_output_once_each() -> None:
     """gen_ai_client_token_usage gets one observation per span and token type."""
     proc = processor()
@@ -338,7 +349,8 @@ def test_metrics_and_logs_batches_are_ignored() -> None:
 def test_a_malformed_batch_is_counted_not_raised() -> None:
     """process() never raises into the pipeline: an unreadable batch is counted as a failure."""
     proc = processor()
-    proc.process(dataclasses.replace(make_batch([]), request=None))
+    # The bytes name a GenAI span (so the pre-check lets the batch through), the decoded request is unreadable.
+    proc.process(dataclasses.replace(make_batch([make_span(GPT_4O_MINI_CHAT)]), request=None))
     assert 1.0 == proc.failures.value(("AttributeError",))
 
 

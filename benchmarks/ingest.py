@@ -1,0 +1,394 @@
+"""``python -m benchmarks.ingest``: the gateway against rotel, side by side, on the same load.
+
+Scenarios:
+
+* ``matrix`` (default): every target x transport (gRPC, HTTP) x batch size (1, 64, 512 spans per
+  request), closed loop, then latency at 50 % of each target's measured capacity (open loop);
+* ``trace10kSPS``: the collector testbed's fixed-rate scenario (10k spans/s in requests of 100
+  tiny spans over OTLP/gRPC) for 60 s, CPU % and RSS next to the published collector and rotel.
+
+Each measurement starts a fresh target pinned to its own core, warms up, measures a fixed window
+and stops; see ``benchmarks/measure.py``. Results go to ``benchmarks/RESULTS.md`` (generated
+sections only), ``benchmarks/ingest.png`` and ``benchmarks/results-<scenario>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmarks import procstat, report
+from benchmarks.loadgen import Transport
+from benchmarks.measure import Measurement, measure
+from benchmarks.profile import summarise
+from benchmarks.targets import ROTEL_AGENT, TARGETS, CorePlan, GatewayCaps, probe_gateway, rotel_sink
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_TARGETS = (
+    "rotel-forward",
+    "rotel-blackhole",
+    "gateway-full",
+    "gateway-full-uvloop",
+    "gateway-derive",
+    "gateway-forward",
+)
+HALF_LOAD_TARGETS = ("rotel-forward", "gateway-full", "gateway-full-uvloop", "gateway-derive")
+TRACE10K_TARGETS = ("rotel-forward", "gateway-full", "gateway-derive")
+# Closed-loop calls in flight: enough to keep a one-core target busy without hiding its latency.
+CONCURRENCY = {1: 32, 64: 16, 512: 8}
+OPEN_LOOP_MAX_IN_FLIGHT = 64
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.ingest", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenario", choices=("matrix", "trace10kSPS"), default="matrix")
+    parser.add_argument("--targets", help=f"comma-separated subset of: {', '.join(TARGETS)}")
+    parser.add_argument("--transports", default="grpc,http", help="comma-separated: grpc, http")
+    parser.add_argument("--batch-sizes", default="1,64,512", help="spans per request, comma-separated")
+    parser.add_argument("--warmup", type=float, help="seconds of load before the window (default 3; trace10kSPS 5)")
+    parser.add_argument("--duration", type=float, help="seconds measured per row (default 6; trace10kSPS 60)")
+    parser.add_argument("--no-half-load", action="store_true", help="skip latency at 50%% of capacity")
+    parser.add_argument(
+        "--profile",
+        metavar="TARGET[:TRANSPORT[:BATCH]]",
+        help="after the scenario, profile a target with py-spy (default transport grpc, batch 512)",
+    )
+    parser.add_argument("--output-dir", type=Path, default=HERE, help="where RESULTS.md, the PNG and JSON go")
+    parser.add_argument("--no-write", action="store_true", help="print the tables only; write no files")
+    return parser
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _describe(row: Measurement) -> str:
+    return (
+        f"{row.target:20} {row.transport:4} batch={row.batch_size:<4} {row.mode:4} "
+        f"spans/s={row.spans_per_s:>10,.0f} cpu={row.cpu_util:4.2f} spans/cpu-s={row.spans_per_cpu_s:>10,.0f} "
+        f"rss={row.peak_rss_mib:5.0f}MiB p50={row.p50_ms:6.1f}ms p99={row.p99_ms:6.1f}ms {row.status}"
+    )
+
+
+def run_matrix(
+    targets: Sequence[str],
+    transports: Sequence[Transport],
+    batch_sizes: Sequence[int],
+    *,
+    plan: CorePlan,
+    caps: GatewayCaps,
+    sink: str,
+    workdir: Path,
+    warmup_s: float,
+    duration_s: float,
+    half_load: bool,
+) -> list[Measurement]:
+    """Capacity of every combination, interleaving targets so rotel and the gateway share conditions."""
+    rows: list[Measurement] = []
+    for transport in transports:
+        for batch in batch_sizes:
+            for name in targets:
+                row = measure(
+                    TARGETS[name],
+                    transport,
+                    batch,
+                    plan=plan,
+                    workdir=workdir,
+                    caps=caps,
+                    sink_address=sink,
+                    warmup_s=warmup_s,
+                    duration_s=duration_s,
+                    concurrency=CONCURRENCY.get(batch, 8),
+                )
+                _log(_describe(row))
+                rows.append(row)
+    if half_load:
+        rows += _half_load(
+            rows, targets, plan=plan, caps=caps, sink=sink, workdir=workdir, warmup_s=warmup_s, duration_s=duration_s
+        )
+    return rows
+
+
+def _half_load(
+    capacity: Sequence[Measurement],
+    targets: Sequence[str],
+    *,
+    plan: CorePlan,
+    caps: GatewayCaps,
+    sink: str,
+    workdir: Path,
+    warmup_s: float,
+    duration_s: float,
+) -> list[Measurement]:
+    """Latency at half of the measured capacity, for the largest batch size measured."""
+    rows: list[Measurement] = []
+    largest = max((r.batch_size for r in capacity), default=0)
+    for base in capacity:
+        if base.batch_size != largest or base.target not in HALF_LOAD_TARGETS or base.target not in targets:
+            continue
+        if base.spans_per_s <= 0:
+            continue
+        rate = 0.5 * base.spans_per_s / base.batch_size
+        row = measure(
+            TARGETS[base.target],
+            base.transport,  # type: ignore[arg-type]
+            base.batch_size,
+            plan=plan,
+            workdir=workdir,
+            caps=caps,
+            sink_address=sink,
+            warmup_s=warmup_s,
+            duration_s=duration_s,
+            concurrency=OPEN_LOOP_MAX_IN_FLIGHT,
+            rate_rps=rate,
+        )
+        _log(_describe(row))
+        rows.append(row)
+    return rows
+
+
+def run_trace10k(
+    targets: Sequence[str],
+    *,
+    plan: CorePlan,
+    caps: GatewayCaps,
+    sink: str,
+    workdir: Path,
+    warmup_s: float,
+    duration_s: float,
+) -> list[Measurement]:
+    """10,000 spans/s as 100 requests/s of 100 spans over OTLP/gRPC, as the testbed sends them."""
+    rows = []
+    for name in targets:
+        row = measure(
+            TARGETS[name],
+            "grpc",
+            100,
+            plan=plan,
+            workdir=workdir,
+            caps=caps,
+            sink_address=sink,
+            warmup_s=warmup_s,
+            duration_s=duration_s,
+            concurrency=OPEN_LOOP_MAX_IN_FLIGHT,
+            rate_rps=100.0,
+            workload="trace10k",
+        )
+        _log(_describe(row))
+        rows.append(row)
+    return rows
+
+
+def _versions() -> dict[str, str]:
+    from google.protobuf.internal import api_implementation  # type: ignore[import-untyped, unused-ignore]
+
+    versions = {"python": platform.python_version(), "protobuf_backend": api_implementation.Type()}
+    for package in ("grpcio", "protobuf", "aiohttp", "uvloop", "rotel"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    try:
+        out = subprocess.run([str(ROTEL_AGENT), "--version"], capture_output=True, text=True, timeout=10, check=False)
+        versions["rotel-agent"] = out.stdout.strip()
+    except OSError:
+        pass
+    return versions
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+def _header(
+    command: str,
+    nproc: int,
+    plan: CorePlan,
+    caps: GatewayCaps,
+    load_before: str,
+    load_after: str,
+    warmup_s: float,
+    duration_s: float,
+) -> str:
+    machine = procstat.machine_description(nproc)
+    versions = _versions()
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return "\n".join(
+        [
+            f"- **date**: {now}",
+            f"- **command**: `{command}`",
+            f"- **machine**: nproc={machine['nproc']}, CPU model: {machine['cpu_model']}, {machine['kernel']}",
+            f"- **pinning**: process under test on CPU {sorted(plan.target)}, load generator and rotel sink on "
+            f"CPU {sorted(plan.load)}",
+            f"- **window**: {warmup_s:g} s warm-up, then {duration_s:g} s measured; a fresh target per row",
+            f"- **load average** before/after: {load_before} / {load_after} (anything else running on the "
+            "machine shows here; spans per CPU-second is robust to it, spans/s and latency less so)",
+            "- **versions**: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+            f"- **gateway capabilities in this tree**: exporters {sorted(caps.exporter_types)}, "
+            f"trace processors wired: {list(caps.trace_processors)}, switches: genai.enabled={caps.genai_switch}, "
+            f"spanmetrics.enabled={caps.spanmetrics_switch}",
+        ]
+    )
+
+
+def _ratios(rows: Sequence[Measurement]) -> str:
+    lines = []
+    for row in rows:
+        if row.mode != "max" or not row.target.startswith("gateway-full"):
+            continue
+        base = report.baseline_for(row, rows)
+        if base is None or not row.spans_per_cpu_s:
+            continue
+        lines.append(
+            f"- {row.target} / rotel-forward, {row.transport}, {row.batch_size} spans/request: "
+            f"**{row.spans_per_cpu_s / base.spans_per_cpu_s:.2f}x** spans per CPU-second"
+            + (f" ({row.status})" if row.status != "ok" else "")
+        )
+    return "\n".join(lines)
+
+
+def _profile(
+    spec: str,
+    *,
+    plan: CorePlan,
+    caps: GatewayCaps,
+    sink: str,
+    workdir: Path,
+    duration_s: float,
+    output_dir: Path | None,
+) -> str:
+    """Profile ``TARGET[:transport[:batch]]`` (default gRPC, 512 spans/request) under closed-loop load."""
+    target, _, rest = spec.partition(":")
+    transport_text, _, batch_text = rest.partition(":")
+    transport: Transport = "http" if transport_text == "http" else "grpc"
+    batch = int(batch_text) if batch_text else 512
+    raw = workdir / f"profile-{target}-{transport}-{batch}.raw"
+    row = measure(
+        TARGETS[target],
+        transport,
+        batch,
+        plan=plan,
+        workdir=workdir,
+        caps=caps,
+        sink_address=sink,
+        warmup_s=2.0,
+        duration_s=duration_s,
+        concurrency=CONCURRENCY.get(batch, 8),
+        profile_to=raw,
+    )
+    if row.profile is None:
+        return f"profile of {spec} failed: {row.status}\n"
+    text = (
+        f"py-spy --native, {target}, OTLP/{transport}, {batch} spans/request, {duration_s:g} s under closed-loop load\n"
+    )
+    text += summarise(raw)
+    if output_dir is not None:
+        (output_dir / "profiles").mkdir(parents=True, exist_ok=True)
+        (output_dir / "profiles" / f"{target}-{transport}-{batch}.txt").write_text(text, encoding="utf-8")
+    return text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    command = " ".join(["python -m benchmarks.ingest", shlex.join(argv if argv is not None else sys.argv[1:])]).rstrip()
+    plan = CorePlan.detect()
+    nproc = len(os.sched_getaffinity(0))
+    # This process reads /proc and /metrics while the target runs: keep it off the target's core.
+    os.sched_setaffinity(0, plan.load)
+    caps = probe_gateway()
+    scenario: str = args.scenario
+    default_targets = TRACE10K_TARGETS if scenario == "trace10kSPS" else DEFAULT_TARGETS
+    targets = _csv(args.targets) if args.targets else list(default_targets)
+    unknown = [t for t in targets if t not in TARGETS]
+    if unknown:
+        _log(f"unknown target(s) {unknown}; known: {', '.join(TARGETS)}")
+        return 2
+    duration_s: float = args.duration or (60.0 if scenario == "trace10kSPS" else 6.0)
+    warmup_s: float = args.warmup if args.warmup is not None else (5.0 if scenario == "trace10kSPS" else 3.0)
+    load_before = _loadavg()
+    _log(f"cores: target {sorted(plan.target)}, load {sorted(plan.load)}; gateway: {caps}")
+    with tempfile.TemporaryDirectory(prefix="otel-ai-bench-") as tmp, rotel_sink(Path(tmp), plan.load) as sink:
+        workdir = Path(tmp)
+        if scenario == "matrix":
+            wanted = _csv(args.transports)
+            transports: list[Transport] = [t for t in ("grpc", "http") if t in wanted]
+            rows = run_matrix(
+                targets,
+                transports,
+                [int(b) for b in _csv(args.batch_sizes)],
+                plan=plan,
+                caps=caps,
+                sink=sink,
+                workdir=workdir,
+                warmup_s=warmup_s,
+                duration_s=duration_s,
+                half_load=not args.no_half_load,
+            )
+        else:
+            rows = run_trace10k(
+                targets, plan=plan, caps=caps, sink=sink, workdir=workdir, warmup_s=warmup_s, duration_s=duration_s
+            )
+        profile_text = ""
+        if args.profile:
+            profile_text = _profile(
+                args.profile,
+                plan=plan,
+                caps=caps,
+                sink=sink,
+                workdir=workdir,
+                duration_s=min(duration_s, 10.0),
+                output_dir=None if args.no_write else args.output_dir,
+            )
+    load_after = _loadavg()
+    header = _header(command, nproc, plan, caps, load_before, load_after, warmup_s, duration_s)
+    if scenario == "matrix":
+        body = "\n\n".join(
+            [
+                header,
+                "**Capacity** (closed loop; spans per CPU-second = acknowledged spans / CPU seconds of the target's "
+                "process tree in the window; p50/p99 are export-call latencies at saturation):",
+                report.matrix_table(rows),
+                "**Ratio to rotel** (spans per CPU-second):",
+                _ratios(rows) or "- no gateway-full row measured",
+                "**Latency at 50 % of capacity** (open loop at half of the rate measured above):",
+                report.latency_table(rows),
+            ]
+        )
+        sections = {"matrix": body}
+    else:
+        sections = {"trace10ksps": header + "\n\n" + report.trace10k_table(rows)}
+    print("\n\n".join(sections.values()))
+    if profile_text:
+        print("\n" + profile_text)
+    if args.no_write:
+        return 0
+    output_dir: Path = args.output_dir
+    output_dir.mkdir(parents=True, exist_ok=True)
+    report.update_results(output_dir / "RESULTS.md", sections)
+    (output_dir / f"results-{scenario}.json").write_text(
+        json.dumps({"command": command, "rows": [r.to_dict() for r in rows]}, indent=1) + "\n", encoding="utf-8"
+    )
+    if scenario == "matrix" and not report.chart(rows, output_dir / "ingest.png"):
+        _log("matplotlib not installed (pip install -e '.[bench]'): no chart written")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

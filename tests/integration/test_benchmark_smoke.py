@@ -1,0 +1,53 @@
+"""The benchmark harness works: one tiny measurement against a real gateway process.
+
+This checks the benchmark code (process start, pinning, load generator protocol, /proc sampling,
+report rendering), never the gateway's speed: there is no timing assertion here, timings live in
+``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks import report
+from benchmarks.measure import Measurement, measure
+from benchmarks.targets import TARGETS, CorePlan, probe_gateway
+
+BATCH = 16
+RATE_RPS = 20.0  # x 16 spans x ~2 s = a few hundred spans
+
+
+def _tiny_measurement(workdir: Path) -> Measurement:
+    return measure(
+        TARGETS["gateway-derive"],
+        "grpc",
+        BATCH,
+        plan=CorePlan.detect(),
+        workdir=workdir,
+        caps=probe_gateway(),
+        sink_address=None,
+        warmup_s=0.5,
+        duration_s=1.5,
+        concurrency=4,
+        rate_rps=RATE_RPS,
+    )
+
+
+def test_tiny_measurement_reports_and_gateway_counts_every_span(tmp_path: Path) -> None:
+    """A ~2 s run yields a complete row, and the gateway's accepted-spans counter equals the spans sent."""
+    row = _tiny_measurement(tmp_path)
+
+    assert not row.status.startswith("failed"), row.status
+    assert ("gateway-derive", "grpc", BATCH, "rate") == (row.target, row.transport, row.batch_size, row.mode)
+    assert 0 == row.failed_calls
+    assert {} == row.errors
+    assert 0 == row.sent_ok_spans % BATCH
+    assert 200 <= row.sent_ok_spans <= 1000
+    assert row.sent_ok_spans == row.target_counted_spans
+    assert row.window_s > 0 and row.spans_per_s > 0 and row.cpu_seconds > 0 and row.spans_per_cpu_s > 0
+    assert row.peak_rss_mib > 0 and row.max_rss_mib > 0
+    assert 0 < row.p50_ms <= row.p99_ms
+
+    table = report.latency_table([row])
+    assert 3 == len(table.splitlines())
+    assert table.splitlines()[2].startswith(f"| gateway-derive | grpc | {BATCH} | ")

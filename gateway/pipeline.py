@@ -1,9 +1,11 @@
 """The one place a received batch meets every processor and every exporter of its signal.
 
-Processors run first, synchronously, so metrics reflect exactly what was accepted; then the batch is
-offered to each exporter. A processor that fails on a batch is counted and skipped (the batch is still
-forwarded); an exporter that pushes back makes the pipeline raise, so the receiver answers 429 /
-RESOURCE_EXHAUSTED and the sender retries rather than anything being dropped silently.
+The batch is offered to each exporter first; processors run once it is accepted (by every exporter,
+or as a partial success), synchronously, so metrics count exactly what was accepted: a batch refused
+with 429 / RESOURCE_EXHAUSTED is not derived, and the sender's retry is not counted twice. A
+processor that fails on a batch is counted and skipped (the batch is still forwarded); an exporter
+that pushes back makes the pipeline raise, so the receiver answers 429 / RESOURCE_EXHAUSTED and the
+sender retries rather than anything being dropped silently.
 
 With several exporters, a refusal by some but not all is answered as OTLP partial success
 (``rejected_<items>`` = the batch, and a message naming who refused), not as a retryable error:
@@ -42,11 +44,16 @@ class Pipeline:
         self._log = get_logger(f"pipeline/{signal}")
 
     async def consume(self, batch: Batch) -> PartialDelivery | None:
-        """Derive, then hand the batch to every exporter.
+        """Hand the batch to every exporter, then derive from it unless every exporter refused it.
 
         Returns None when every exporter took the batch and a ``PartialDelivery`` when only some did;
         raises when all refused (the most retryable refusal, so that a retry can succeed).
         """
+        partial = await self._export(batch)
+        self._derive(batch)
+        return partial
+
+    def _derive(self, batch: Batch) -> None:
         self._store.tick()
         for processor in self.processors:
             try:
@@ -54,6 +61,8 @@ class Pipeline:
             except Exception as exc:  # one bad batch must not stop ingest: count, log once per kind
                 self._processor_failures.inc((type(processor).__name__,))
                 self._log.warning("processor_failed", processor=type(processor).__name__, error=repr(exc))
+
+    async def _export(self, batch: Batch) -> PartialDelivery | None:
         if not self.exporters:
             return None
         if len(self.exporters) == 1:

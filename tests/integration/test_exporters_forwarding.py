@@ -348,3 +348,33 @@ async def test_export_over_mutual_tls_to_another_gateway(tmp_path: Path, exporte
         await b.gateway.shutdown()
     assert 4.0 == accepted
     assert 4.0 == a.gateway.store.family("gateway_exporter_sent_spans").value(("b",))  # type: ignore[union-attr]
+
+
+async def test_a_batch_refused_with_429_is_not_derived_so_the_retry_counts_once() -> None:
+    """Derivation follows acceptance: tokens counted equal the tokens of the accepted requests only,
+    however many refused copies the sender retried."""
+    chat = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.usage.input_tokens": 100,
+        "gen_ai.usage.output_tokens": 10,
+    }
+    async with black_hole() as hole:
+        exporter = {
+            "type": "otlp_grpc",
+            "endpoint": f"http://127.0.0.1:{hole.port}",
+            "timeout": "30s",
+            "queue": {"max_bytes": "2KiB", "num_consumers": 1, "drain_timeout": "100ms"},
+        }
+        running = await start_gateway(exporter_settings({"dead": exporter}))
+        try:
+            body = span_request(1, attributes=chat)
+            statuses = [(await post(f"{running.http_url}/v1/traces", body))[0] for _ in range(30)]
+            tokens = await running.value("gen_ai_client_tokens_total", {"gen_ai_token_type": "input"})
+        finally:
+            await running.gateway.shutdown()
+    accepted = statuses.count(200)
+    assert accepted >= 1 and 429 in statuses
+    assert {200, 429} == set(statuses)
+    assert 100.0 * accepted == tokens

@@ -119,7 +119,7 @@ class Refused(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GenAIRecord:
     """What one span says about one GenAI operation, normalized to OTel semantics.
 
@@ -773,29 +773,27 @@ class _CounterBatch:
 
 
 class _HistogramBatch:
-    """A batch's observations per label set, counted per bucket; the last per bucket is its exemplar."""
+    """A batch's observations per label set, counted per touched bucket; the last per bucket is its exemplar."""
 
-    __slots__ = ("bounds", "family", "series", "slots")
+    __slots__ = ("bounds", "family", "series")
 
     def __init__(self, family: HistogramFamily) -> None:
         self.family = family
         self.bounds = family.buckets
-        self.slots = len(family.buckets) + 1
-        self.series: dict[LabelKey, tuple[list[int], list[float], dict[int, tuple[GenAIRecord, float]]]] = {}
+        self.series: dict[LabelKey, tuple[dict[int, int], list[float], dict[int, tuple[GenAIRecord, float]]]] = {}
 
     def observe(self, labels: LabelKey, value: float, record: GenAIRecord) -> None:
         entry = self.series.get(labels)
         if entry is None:
-            entry = self.series[labels] = ([0] * self.slots, [0.0], {})
+            entry = self.series[labels] = ({}, [0.0], {})
         index = bisect_left(self.bounds, value)
-        entry[0][index] += 1
+        counts = entry[0]
+        counts[index] = counts.get(index, 0) + 1
         entry[1][0] += value
         entry[2][index] = (record, value)
 
     def flush(self) -> None:
+        observe = self.family.observe_buckets
         for labels, (counts, total, last) in self.series.items():
-            exemplars: list[Exemplar | None] = [None] * self.slots
-            for index, (record, value) in last.items():
-                exemplars[index] = _exemplar(record, value)
-            self.family.observe_counts(labels, counts, total[0], exemplars)
+            observe(labels, counts, total[0], {index: _exemplar(r, v) for index, (r, v) in last.items()})
         self.series.clear()

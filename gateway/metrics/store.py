@@ -20,7 +20,7 @@ from __future__ import annotations
 import bisect
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeAlias, TypeVar
 
@@ -30,7 +30,7 @@ OVERFLOW_LABEL = "otel_metric_overflow"
 OVERFLOW_KEY: LabelKey = ("\x00overflow",)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Exemplar:
     """The trace behind an observation: lowercase hex ids, the observed value, unix seconds."""
 
@@ -221,6 +221,29 @@ class HistogramFamily(_Family[HistogramSeries]):
         for index, exemplar in enumerate(exemplars):
             if exemplar is not None:
                 series.exemplars[index] = exemplar
+
+    def observe_buckets(
+        self, labels: LabelKey, counts: Mapping[int, int], total: float, exemplars: Mapping[int, Exemplar]
+    ) -> None:
+        """``observe_counts`` for sparse input: only the buckets touched, by index (+Inf last).
+
+        A batch of GenAI spans touches one or two buckets of most label sets; walking every bucket
+        of every series per batch cost more than the observations themselves.
+        """
+        if not math.isfinite(total):
+            raise ValueError(f"{self.name}: sum must be finite, got {total}")
+        series = self._series(labels)
+        mine = series.counts
+        observed = 0
+        for index, count in counts.items():
+            mine[index] += count
+            observed += count
+        series.sum += total
+        series.count += observed
+        series.updated = self._store.now
+        slots = series.exemplars
+        for index, exemplar in exemplars.items():
+            slots[index] = exemplar
 
 
 Family = CounterFamily | GaugeFamily | HistogramFamily

@@ -6,6 +6,8 @@ Scenarios:
   request), closed loop, then latency at 50 % of each target's measured capacity (open loop);
 * ``trace10kSPS``: the collector testbed's fixed-rate scenario (10k spans/s in requests of 100
   tiny spans over OTLP/gRPC) for 60 s, CPU % and RSS next to the published collector and rotel.
+* ``soak``: ``--minutes`` (default 10) at half of ``--rate`` against a backend that goes down every
+  30 s, sampling RSS, open fds and the exporter queue; see ``benchmarks/soak.py``.
 
 Each measurement starts a fresh target pinned to its own core, warms up, measures a fixed window
 and stops; see ``benchmarks/measure.py``. Results go to ``benchmarks/RESULTS.md`` (generated
@@ -31,6 +33,7 @@ from benchmarks import procstat, report
 from benchmarks.loadgen import Transport
 from benchmarks.measure import Measurement, measure
 from benchmarks.profile import summarise
+from benchmarks.soak import run_soak, soak_table
 from benchmarks.targets import ROTEL_AGENT, TARGETS, CorePlan, GatewayCaps, probe_gateway, rotel_sink
 
 HERE = Path(__file__).resolve().parent
@@ -51,7 +54,14 @@ OPEN_LOOP_MAX_IN_FLIGHT = 64
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ingest", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenario", choices=("matrix", "trace10kSPS"), default="matrix")
+    parser.add_argument("--scenario", choices=("matrix", "trace10kSPS", "soak"), default="matrix")
+    parser.add_argument("--minutes", type=float, default=10.0, help="soak: how long (default 10)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=13_800.0,
+        help="soak: spans/s whose half is sent (default 13800, gateway-full's gRPC capacity at 512 spans/request)",
+    )
     parser.add_argument("--targets", help=f"comma-separated subset of: {', '.join(TARGETS)}")
     parser.add_argument("--transports", default="grpc,http", help="comma-separated: grpc, http")
     parser.add_argument("--batch-sizes", default="1,64,512", help="spans per request, comma-separated")
@@ -324,6 +334,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     warmup_s: float = args.warmup if args.warmup is not None else (5.0 if scenario == "trace10kSPS" else 3.0)
     load_before = _loadavg()
     _log(f"cores: target {sorted(plan.target)}, load {sorted(plan.load)}; gateway: {caps}")
+    if scenario == "soak":
+        return _soak(args, command, nproc, plan, caps, load_before)
     with tempfile.TemporaryDirectory(prefix="otel-ai-bench-") as tmp, rotel_sink(Path(tmp), plan.load) as sink:
         workdir = Path(tmp)
         if scenario == "matrix":
@@ -388,6 +400,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if scenario == "matrix" and not report.chart(rows, output_dir / "ingest.png"):
         _log("matplotlib not installed (pip install -e '.[bench]'): no chart written")
     return 0
+
+
+def _soak(
+    args: argparse.Namespace, command: str, nproc: int, plan: CorePlan, caps: GatewayCaps, load_before: str
+) -> int:
+    with tempfile.TemporaryDirectory(prefix="otel-ai-soak-") as tmp:
+        result = run_soak(rate_spans_per_s=args.rate, minutes=args.minutes, plan=plan, caps=caps, workdir=Path(tmp))
+    machine = procstat.machine_description(nproc)
+    header = "\n".join(
+        [
+            f"- **date**: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+            f"- **command**: `{command}`",
+            f"- **machine**: nproc={machine['nproc']}, CPU model: {machine['cpu_model']}, {machine['kernel']}",
+            f"- **pinning**: gateway on CPU {sorted(plan.target)}, load generator and rotel sink on "
+            f"CPU {sorted(plan.load)}",
+            f"- **load average** before/after: {load_before} / {_loadavg()}",
+            "- **versions**: " + ", ".join(f"{k} {v}" for k, v in _versions().items()),
+        ]
+    )
+    body = header + "\n\n" + soak_table(result)
+    print(body)
+    if not args.no_write:
+        args.output_dir.mkdir(parents=True, exist_ok=True)
+        report.update_results(args.output_dir / "RESULTS.md", {"soak": body})
+    return 0 if result.status == "ok" else 1
 
 
 if __name__ == "__main__":

@@ -113,8 +113,8 @@ class PrometheusServer:
         """The single sample of a query, or None while it has none."""
         try:
             result = (await self.query(promql))["data"]["result"]
-        except aiohttp.ClientConnectionError:
-            return None
+        except (aiohttp.ClientConnectionError, aiohttp.ContentTypeError):
+            return None  # not listening yet, or 503 "Service Unavailable" (plain text) while starting
         return float(result[0]["value"][1]) if len(result) == 1 else None
 
     async def stop(self) -> None:

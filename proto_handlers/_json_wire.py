@@ -86,7 +86,8 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _json_type(value: object) -> str:
+def json_type(value: object) -> str:
+    """How an error reason names a JSON value's type (shared with decode.py)."""
     if isinstance(value, dict):
         return "an object"
     if isinstance(value, list):
@@ -121,7 +122,7 @@ def _integer(value: Any, low: int, high: int) -> int:
     elif kind is float:
         number = _integral_float(value)
     else:
-        raise JsonFieldError(f"expected an integer, got {_json_type(value)}")
+        raise JsonFieldError(f"expected an integer, got {json_type(value)}")
     if not low <= number <= high:
         raise JsonFieldError(f"integer out of range [{low}, {high}]")
     return number
@@ -161,7 +162,7 @@ def _double(value: Any) -> float:
     if kind is str:
         special = _SPECIAL_DOUBLES.get(value)
         return special if special is not None else _numeric_string(value, "a number")
-    raise JsonFieldError(f"expected a number, got {_json_type(value)}")
+    raise JsonFieldError(f"expected a number, got {json_type(value)}")
 
 
 _INT32: Final = (-(1 << 31), (1 << 31) - 1)
@@ -242,7 +243,7 @@ def _enc_bool(value: Any, spec: FieldSpec) -> bytes:
         return b"\x01"
     if value is False:
         return b"\x00"
-    raise JsonFieldError(f"expected true or false, got {_json_type(value)}")
+    raise JsonFieldError(f"expected true or false, got {json_type(value)}")
 
 
 def _enc_enum(value: Any, spec: FieldSpec) -> bytes:
@@ -267,7 +268,7 @@ _URLSAFE_TO_STANDARD: Final = str.maketrans("-_", "+/")
 
 def _enc_bytes(value: Any, spec: FieldSpec) -> bytes:
     if type(value) is not str:
-        raise JsonFieldError(f"expected a base64 string, got {_json_type(value)}")
+        raise JsonFieldError(f"expected a base64 string, got {json_type(value)}")
     text = value.translate(_URLSAFE_TO_STANDARD)
     text += "=" * (-len(text) % 4)
     try:
@@ -282,7 +283,7 @@ def _enc_id(value: Any, spec: FieldSpec) -> bytes:
     size = spec.id_size
     kind = "trace" if size == _ID_SIZES["trace_id"] else "span"
     if type(value) is not str:
-        raise _id_error(f"a {kind} id must be a hex string, not {_json_type(value)}")
+        raise _id_error(f"a {kind} id must be a hex string, not {json_type(value)}")
     if not value:
         return b"\x00"
     if len(value) != 2 * size:
@@ -307,7 +308,7 @@ def _id_error(reason: str) -> JsonFieldError:
 
 def _enc_string(value: Any, spec: FieldSpec) -> bytes:
     if type(value) is not str:
-        raise JsonFieldError(f"expected a string, got {_json_type(value)}")
+        raise JsonFieldError(f"expected a string, got {json_type(value)}")
     try:
         raw = value.encode()
     except UnicodeEncodeError:  # a lone surrogate; orjson never produces one, but a dict could hold it
@@ -455,7 +456,7 @@ def encode_message(obj: Any, spec: MessageSpec, depth: int = 0) -> bytes:
     Raises ``JsonFieldError`` with ``path`` naming where the problem is.
     """
     if type(obj) is not dict:
-        raise JsonFieldError(f"expected an object, got {_json_type(obj)}")
+        raise JsonFieldError(f"expected an object, got {json_type(obj)}")
     if depth > MAX_DEPTH:
         raise JsonFieldError(f"messages nested more than {MAX_DEPTH} levels deep")
     fields = spec.fields
@@ -493,7 +494,7 @@ def encode_message(obj: Any, spec: MessageSpec, depth: int = 0) -> bytes:
                 append(entry.tag)
                 append(encoded)
             elif type(value) is not list:
-                raise JsonFieldError(f"expected an array, got {_json_type(value)}")
+                raise JsonFieldError(f"expected an array, got {json_type(value)}")
             elif kind == _KIND_REPEATED_MESSAGE:
                 if entry.message is _KEY_VALUE:
                     _encode_key_values(value, entry, depth + 1, append)

@@ -18,7 +18,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from proto_handlers._json_wire import JsonFieldError, MessageSpec, encode_message, message_spec
+from proto_handlers._json_wire import JsonFieldError, MessageSpec, encode_message, json_type, message_spec
 from proto_handlers._messages import REQUEST_TYPES
 from proto_handlers.errors import DecodeError
 from proto_handlers.signals import Signal, WireFormat
@@ -84,7 +84,7 @@ def _json_to_wire(signal: Signal, message_type: type[Message], body: bytes) -> b
         # and documents nested more than 1024 levels deep.
         raise DecodeError(f"invalid JSON: {exc}") from None
     if not isinstance(document, dict):
-        raise DecodeError(f"invalid OTLP/JSON: the body must be a JSON object, not {_json_type(document)}")
+        raise DecodeError(f"invalid OTLP/JSON: the body must be a JSON object, not {json_type(document)}")
     try:
         # Unknown fields are ignored (the OTLP spec says MUST: newer senders may add fields).
         return encode_message(document, _JSON_SPECS[signal])
@@ -195,20 +195,6 @@ def _describe_ids(where: str, item: Any, *, parent: bool) -> str:
             kind = name.removesuffix("_id")
             return f"{where}.{name}: a {kind} id is {sizes[1]} bytes (or empty), got {size}"
     return f"{where}.parent_span_id: a span id is 8 bytes (or empty), got {len(item.parent_span_id)}"
-
-
-def _json_type(value: object) -> str:
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    return "null"
 
 
 def count_items(signal: Signal, request: Message) -> int:

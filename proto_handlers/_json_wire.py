@@ -512,6 +512,17 @@ def encode_message(obj: Any, spec: MessageSpec, depth: int = 0) -> bytes:
     return b"".join(out)
 
 
+def _encode_element(item: Any, spec: MessageSpec, depth: int, index: int) -> bytes:
+    """One message of a JSON array, its index added to the path of any error inside it."""
+    try:
+        if item is None:
+            raise JsonFieldError("null is not allowed in an array")
+        return encode_message(item, spec, depth)
+    except JsonFieldError as error:
+        error.path.append(index)
+        raise
+
+
 def _encode_repeated_message(items: list[Any], entry: FieldSpec, depth: int, append: Writer) -> None:
     tag = entry.tag
     spec = entry.message
@@ -519,13 +530,7 @@ def _encode_repeated_message(items: list[Any], entry: FieldSpec, depth: int, app
         parts: list[bytes] = []
         add = parts.append
         for index, item in enumerate(items[start : start + _CHUNK], start):
-            try:
-                if item is None:
-                    raise JsonFieldError("null is not allowed in an array")
-                inner = encode_message(item, spec, depth)
-            except JsonFieldError as error:
-                error.path.append(index)
-                raise
+            inner = _encode_element(item, spec, depth, index)
             add(tag)
             add(_varint(len(inner)))
             add(inner)
@@ -622,13 +627,7 @@ def _encode_key_values(items: list[Any], entry: FieldSpec, depth: int, append: W
                                 )
                             )
                             continue
-            try:
-                if item is None:
-                    raise JsonFieldError("null is not allowed in an array")
-                inner = encode_message(item, _KEY_VALUE, depth)
-            except JsonFieldError as error:
-                error.path.append(index)
-                raise
+            inner = _encode_element(item, _KEY_VALUE, depth, index)
             add(tag)
             add(_varint(len(inner)))
             add(inner)

@@ -29,6 +29,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from benchmarks.workload import prepare
 from gateway.component import Batch
 from gateway.metrics.store import MetricStore
+from proto_handlers import decode_request
+from proto_handlers.raw_attributes import RawAttributesTraceRequest
 
 Stage = Callable[[bytes], None]
 
@@ -41,19 +43,34 @@ def _spans(request: Any) -> Iterator[Any]:
 
 def stages() -> dict[str, Stage]:
     """The stages this tree can run; a processor that does not exist yet is left out."""
-    parse = ExportTraceServiceRequest.FromString
+    standard = ExportTraceServiceRequest.FromString
+
+    def parse(raw: bytes) -> Any:  # what a receiver does: validate, then the derivation view
+        return decode_request("traces", raw, "protobuf", indexed=True)
+
     result: dict[str, Stage] = {}
 
-    def decode(raw: bytes) -> None:
-        parse(raw)
+    def decode_standard(raw: bytes) -> None:
+        standard(raw)
 
     def walk(raw: bytes) -> None:
-        for span in _spans(parse(raw)):
+        for span in _spans(standard(raw)):
             for kv in span.attributes:
                 _ = kv.key
 
-    result["decode"] = decode
-    result["walk attributes"] = walk
+    def decode_view(raw: bytes) -> None:
+        RawAttributesTraceRequest.FromString(raw)
+
+    def keys(raw: bytes) -> None:
+        for span in _spans(parse(raw)):
+            for _ in span.attributes:
+                pass
+
+    result["decode (standard schema, upb)"] = decode_standard
+    result["walk attributes (standard schema)"] = walk
+    result["decode (derivation view only)"] = decode_view
+    result["decode (receiver: validate + ids + view)"] = parse
+    result["walk attribute bytes"] = keys
     try:
         from gateway.derive.spanmetrics import SpanMetricsProcessor, SpanMetricsSettings
 
@@ -104,7 +121,7 @@ def gc_ab(rounds: int, batch: int) -> dict[str, float]:
 
     built = Gateway(settings_from_mapping(gateway_config(derive=True, sink_address=None)))
     processors = built.processors["traces"]
-    parse = ExportTraceServiceRequest.FromString
+    parse = RawAttributesTraceRequest.FromString
     load = prepare("genai", batch)
 
     def one_pass() -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from proto_handlers.batching import concat_requests, split_request
 from proto_handlers.compression import compress, decompress
-from proto_handlers.decode import count_items, decode_request
+from proto_handlers.decode import count_items, decode_request, json_to_protobuf
 from proto_handlers.encode import encode_export_response, encode_request_json, encode_status
 from proto_handlers.errors import DecodeError, PayloadTooLargeError, UnsupportedEncodingError
 from proto_handlers.signals import SIGNALS, Signal, WireFormat
@@ -29,5 +29,6 @@ __all__ = [
     "encode_export_response",
     "encode_request_json",
     "encode_status",
+    "json_to_protobuf",
     "split_request",
 ]

@@ -21,43 +21,48 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from proto_handlers._json_wire import JsonFieldError, MessageSpec, encode_message, json_type, message_spec
 from proto_handlers._messages import REQUEST_TYPES
 from proto_handlers.errors import DecodeError
+from proto_handlers.raw_attributes import RawAttributesTraceRequest
 from proto_handlers.signals import Signal, WireFormat
 
 
 @overload
-def decode_request(signal: Literal["traces"], body: bytes, fmt: WireFormat) -> ExportTraceServiceRequest: ...
+def decode_request(
+    signal: Literal["traces"], body: bytes, fmt: WireFormat, *, indexed: Literal[False] = False
+) -> ExportTraceServiceRequest: ...
 @overload
-def decode_request(signal: Literal["metrics"], body: bytes, fmt: WireFormat) -> ExportMetricsServiceRequest: ...
+def decode_request(
+    signal: Literal["metrics"], body: bytes, fmt: WireFormat, *, indexed: bool = False
+) -> ExportMetricsServiceRequest: ...
 @overload
-def decode_request(signal: Literal["logs"], body: bytes, fmt: WireFormat) -> ExportLogsServiceRequest: ...
+def decode_request(
+    signal: Literal["logs"], body: bytes, fmt: WireFormat, *, indexed: bool = False
+) -> ExportLogsServiceRequest: ...
 @overload
-def decode_request(signal: Signal, body: bytes, fmt: WireFormat) -> Message: ...
-def decode_request(signal: Signal, body: bytes, fmt: WireFormat) -> Message:
+def decode_request(signal: Signal, body: bytes, fmt: WireFormat, *, indexed: bool = False) -> Message: ...
+def decode_request(signal: Signal, body: bytes, fmt: WireFormat, *, indexed: bool = False) -> Message:
     """Parse an uncompressed ``Export*ServiceRequest`` of ``signal`` encoded as ``fmt``.
 
     Raises ``DecodeError`` with a client-facing reason for anything that is not a valid request.
-    A literal ``signal`` gives callers the precise request type without a cast.
+    A literal ``signal`` gives callers the precise request type without a cast. With ``indexed``,
+    a traces request is validated as above, then returned as a ``RawAttributesTraceRequest``
+    (span attributes left serialized: what derivation reads); other signals have one schema.
     """
     message_type = REQUEST_TYPES[signal]
-    if fmt == "protobuf":
-        try:
-            request = message_type.FromString(body)
-        except ProtobufDecodeError as exc:
-            raise DecodeError(f"invalid protobuf {message_type.__name__}: {exc}") from None
-        if not _ids_fit(signal, request):
-            raise DecodeError(f"invalid protobuf {message_type.__name__}: {_bad_id(signal, request)}")
-        return request
     if fmt == "json":
-        return _decode_json(signal, message_type, body)
-    raise ValueError(f"unknown wire format {fmt!r}")
+        body = json_to_protobuf(signal, body)
+    elif fmt != "protobuf":
+        raise ValueError(f"unknown wire format {fmt!r}")
+    if indexed and signal == "traces":
+        _parse(signal, message_type, body)  # validation only: freed before the view is built
+        return RawAttributesTraceRequest.FromString(body)
+    return _parse(signal, message_type, body)
 
 
-_JSON_SPECS: Final[dict[Signal, MessageSpec]] = {
-    signal: message_spec(message_type.DESCRIPTOR) for signal, message_type in REQUEST_TYPES.items()
-}
+def json_to_protobuf(signal: Signal, body: bytes) -> bytes:
+    """An OTLP/JSON request body -> the protobuf encoding of the same request (validated as it goes).
 
-
-def _decode_json(signal: Signal, message_type: type[Message], body: bytes) -> Message:
+    What a receiver forwards for a JSON request: encoded once, here, and decoded from these bytes.
+    """
     # The parsed document is a tree of up to millions of dicts and lists that lives for one call
     # and holds no cycles; the cyclic GC would traverse it again and again as it grows (over half
     # of orjson.loads's time on a 20 MiB body), so it is paused for the parse and the walk. Only
@@ -66,14 +71,25 @@ def _decode_json(signal: Signal, message_type: type[Message], body: bytes) -> Me
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        wire = _json_to_wire(signal, message_type, body)
+        return _json_to_wire(signal, REQUEST_TYPES[signal], body)
     finally:
         if gc_was_enabled:
             gc.enable()
+
+
+def _parse(signal: Signal, message_type: type[Message], body: bytes) -> Message:
     try:
-        return message_type.FromString(wire)
-    except ProtobufDecodeError as exc:  # not expected: the walk enforces upb's depth limit itself
-        raise DecodeError(f"invalid OTLP/JSON {message_type.__name__}: {exc}") from None
+        request = message_type.FromString(body)
+    except ProtobufDecodeError as exc:
+        raise DecodeError(f"invalid protobuf {REQUEST_TYPES[signal].__name__}: {exc}") from None
+    if not _ids_fit(signal, request):
+        raise DecodeError(f"invalid protobuf {REQUEST_TYPES[signal].__name__}: {_bad_id(signal, request)}")
+    return request
+
+
+_JSON_SPECS: Final[dict[Signal, MessageSpec]] = {
+    signal: message_spec(message_type.DESCRIPTOR) for signal, message_type in REQUEST_TYPES.items()
+}
 
 
 def _json_to_wire(signal: Signal, message_type: type[Message], body: bytes) -> bytes:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
 import orjson
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
 from gateway.component import Batch
 from gateway.derive.config import GenAIConfig
@@ -58,9 +59,17 @@ from gateway.derive.conventions import (
     SpanKind,
     ValueKind,
 )
-from gateway.derive.pricing import Pricer
+from gateway.derive.pricing import PriceQuote, Pricer
 from gateway.log import get_logger
-from gateway.metrics.store import CounterFamily, Exemplar, HistogramFamily, LabelKey, MetricStore
+from gateway.metrics.store import (
+    CounterFamily,
+    HistogramFamily,
+    HistogramSeries,
+    LabelKey,
+    MetricStore,
+    SpanRef,
+)
+from proto_handlers.raw_attributes import status_code
 
 Converter: TypeAlias = Callable[[Any], Any]
 Target: TypeAlias = tuple[int, int, Converter]  # (field index, priority: lower wins, converter)
@@ -146,12 +155,19 @@ class GenAIRecord:
     agent_name: str
     tool_name: str
     server_address: str
-    trace_id: str
-    span_id: str
+    span: SpanRef  # the span's raw ids, for exemplars (hex-encoded only when /metrics shows one)
     start_unix_nano: int
     end_unix_nano: int
     fixups: tuple[str, ...] = ()
     refused: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def trace_id(self) -> str:
+        return self.span[0].hex()
+
+    @property
+    def span_id(self) -> str:
+        return self.span[1].hex()
 
 
 # --- value converters: AnyValue -> python value, None (absent) or Refused ------------------------
@@ -369,21 +385,77 @@ def build_keymap(tenant_attributes: Sequence[str]) -> KeyMap:
     return {key: tuple(found) for key, found in targets.items()}
 
 
-class SpanReader:
-    """Turns OTLP spans into GenAIRecords; holds the key map and two reusable scratch arrays.
+# One attribute as derivation knows it: for each (field, priority) its KeyValue can fill, the value
+# converted once (or the Refused reason), and the key for refusal counting. ``()`` for other keys.
+AttributeTargets: TypeAlias = tuple[tuple[int, int, Any, str], ...]
+_ATTRIBUTE_CACHE_LIMIT: Final = 65_536
+# Only short attributes are kept (labels, numbers): prompts and other long values are read and
+# forgotten, so the cache stays under ~65k x 300 B whatever the spans carry.
+_CACHED_ATTRIBUTE_BYTES: Final = 256
 
-    The scratch arrays are reset only after a span touched them, so a span with no GenAI
-    attribute allocates nothing. Not thread-safe by design: it runs on the event loop.
+
+class _AttributeCache(dict[bytes, AttributeTargets]):
+    """Serialized KeyValue -> what it means for derivation, computed on first sight.
+
+    Spans of one instrumentation repeat the same attribute bytes (model, provider, operation,
+    tenant, most token counts), so a span's attributes are read by ``map(cache.__getitem__, ...)``:
+    a hash lookup each, in C. A KeyValue not seen yet goes through ``__missing__``: its key is read
+    off the bytes; for a key no convention uses, the answer is ``()``; otherwise the value is parsed
+    and converted for every field the key can fill. Bounded: cleared when full (the next spans
+    re-read their few distinct attributes); long attributes are not kept.
+    """
+
+    def __init__(self, keymap: KeyMap) -> None:
+        super().__init__()
+        self._keymap = {key.encode(): (key, targets) for key, targets in keymap.items()}
+
+    def __missing__(self, raw: bytes) -> AttributeTargets:
+        found = self._keymap.get(_key_bytes(raw))
+        entry: AttributeTargets = ()
+        if found is not None:
+            key, targets = found
+            value = KeyValue.FromString(raw).value
+            converted: list[tuple[int, int, Any, str]] = []
+            for field, priority, convert in targets:
+                try:
+                    converted.append((field, priority, convert(value), key))
+                except Refused as exc:
+                    converted.append((field, priority, exc, key))
+            entry = tuple(converted)
+        if len(raw) <= _CACHED_ATTRIBUTE_BYTES:
+            if len(self) >= _ATTRIBUTE_CACHE_LIMIT:
+                self.clear()
+            self[raw] = entry
+        return entry
+
+
+def _key_bytes(raw: bytes) -> bytes:
+    """The key of a serialized KeyValue: field 1 comes first and is short, as every SDK writes it."""
+    if len(raw) > 2 and raw[0] == 0x0A and raw[1] < 0x80:
+        return raw[2 : 2 + raw[1]]
+    key: str = KeyValue.FromString(raw).key
+    return key.encode()
+
+
+class SpanReader:
+    """Turns spans of ``RawAttributesTraceRequest`` (attributes as KeyValue bytes) into GenAIRecords.
+
+    Reading a span is one C-level pass of its attributes through ``_AttributeCache``, then a
+    Python pass over the few it knows: for each field, the value of the best-ranked key wins (a
+    refused value is counted, as long as no better-ranked key already gave the field a value, and
+    the field stays open). Not thread-safe by design: it runs on the event loop.
     """
 
     def __init__(self, tenant_attributes: Sequence[str]) -> None:
         self.keymap = build_keymap(tenant_attributes)
         self._tenant_keys = {key: index for index, key in enumerate(tenant_attributes)}
-        self._values: list[Any] = [None] * FIELD_COUNT
-        self._priorities: list[int] = [_UNSET_PRIORITY] * FIELD_COUNT
-        self._blank_values: list[Any] = [None] * FIELD_COUNT
-        self._blank_priorities: list[int] = [_UNSET_PRIORITY] * FIELD_COUNT
-        self._dirty = False
+        self._attributes = _AttributeCache(self.keymap)
+        self._blank_priorities = [_UNSET_PRIORITY] * FIELD_COUNT
+
+    @property
+    def attribute_cache(self) -> Mapping[bytes, AttributeTargets]:
+        """The serialized attributes read so far and what they mean (bounded, see ``_AttributeCache``)."""
+        return self._attributes
 
     def resource_context(self, resource: Any) -> tuple[str, str]:
         """(service_name, tenant) from resource attributes; read once per ResourceSpans."""
@@ -406,30 +478,21 @@ class SpanReader:
         return service, tenant
 
     def read(self, span: Any, service_name: str = UNKNOWN_SERVICE, resource_tenant: str = "") -> GenAIRecord | None:
-        """One pass over the span's attributes; ``None`` when no convention says it is a GenAI span."""
-        values = self._values
-        priorities = self._priorities
-        if self._dirty:
-            values[:] = self._blank_values
-            priorities[:] = self._blank_priorities
-            self._dirty = False
-        keymap = self.keymap
+        """The span's GenAIRecord; ``None`` when no convention says it is a GenAI span."""
+        known = [*filter(None, map(self._attributes.__getitem__, span.attributes))]
+        if not known:
+            return None
+        values: list[Any] = [None] * FIELD_COUNT
+        priorities = self._blank_priorities.copy()
         refused: list[tuple[str, str]] | None = None
-        for kv in span.attributes:
-            targets = keymap.get(kv.key)
-            if targets is None:
-                continue
-            self._dirty = True
-            for field, priority, convert in targets:
+        for targets in known:
+            for field, priority, value, key in targets:
                 if priority < priorities[field]:
-                    try:
-                        value = convert(kv.value)
-                    except Refused as exc:
+                    if value.__class__ is Refused:
                         if refused is None:
                             refused = []
-                        refused.append((kv.key, exc.reason))
-                        continue
-                    if value is not None:
+                        refused.append((key, value.reason))
+                    elif value is not None:
                         values[field] = value
                         priorities[field] = priority
         kind: SpanKind | None = values[_F_OPERATION]
@@ -474,7 +537,7 @@ class SpanReader:
         raw_error: str | None = values[_F_ERROR_TYPE]
         if raw_error is not None:
             error_type = normalize_error_type(raw_error)
-        elif span.status.code == _STATUS_CODE_ERROR:
+        elif status_code(span.status) == _STATUS_CODE_ERROR:
             error_type = _exception_type(span.events) or OTHER_ERROR
 
         ttft: float | None = None
@@ -486,31 +549,30 @@ class SpanReader:
                 ttft = None  # a "first token" at the very end is a non-streamed call (OpenLIT sets ttft = duration)
 
         return GenAIRecord(
-            service_name=service_name,
-            tenant=values[_F_TENANT] or resource_tenant,
-            operation=kind.operation,
-            leaf=kind.leaf,
-            provider=values[_F_PROVIDER] or "",
-            request_model=values[_F_REQUEST_MODEL] or "",
-            response_model=values[_F_RESPONSE_MODEL] or "",
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cache_read_tokens=cache_read,
-            cache_write_tokens=cache_write,
-            reasoning_tokens=reasoning,
-            cost_usd=values[_F_COST_USD],
-            ttft_seconds=ttft,
-            duration_seconds=duration,
-            error_type=error_type,
-            agent_name=values[_F_AGENT_NAME] or "",
-            tool_name=values[_F_TOOL_NAME] or "",
-            server_address=values[_F_SERVER_ADDRESS] or "",
-            trace_id=span.trace_id.hex(),
-            span_id=span.span_id.hex(),
-            start_unix_nano=start,
-            end_unix_nano=end,
-            fixups=fixups,
-            refused=tuple(refused) if refused else (),
+            service_name,
+            values[_F_TENANT] or resource_tenant,
+            kind.operation,
+            kind.leaf,
+            values[_F_PROVIDER] or "",
+            values[_F_REQUEST_MODEL] or "",
+            values[_F_RESPONSE_MODEL] or "",
+            input_tokens,
+            output_tokens,
+            cache_read,
+            cache_write,
+            reasoning,
+            values[_F_COST_USD],
+            ttft,
+            duration,
+            error_type,
+            values[_F_AGENT_NAME] or "",
+            values[_F_TOOL_NAME] or "",
+            values[_F_SERVER_ADDRESS] or "",
+            (span.trace_id, span.span_id, end // 1_000_000 / 1e3),
+            start,
+            end,
+            fixups,
+            tuple(refused) if refused else (),
         )
 
 
@@ -600,24 +662,9 @@ class GenAIProcessor:
             ("exception",),
             expires=False,
         )
-        self._duration = _HistogramBatch(self.duration)
-        self._ttft = _HistogramBatch(self.ttft)
-        self._token_usage = _HistogramBatch(self.token_usage)
-        self._tokens = _CounterBatch(self.tokens)
-        self._costs = _CounterBatch(self.cost)
-        self._unpriced = _CounterBatch(self.unpriced)
-        self._refused = _CounterBatch(self.refused)
-        self._fixups = _CounterBatch(self.fixups)
-        self._accumulators: tuple[_HistogramBatch | _CounterBatch, ...] = (
-            self._duration,
-            self._ttft,
-            self._token_usage,
-            self._tokens,
-            self._costs,
-            self._unpriced,
-            self._refused,
-            self._fixups,
-        )
+        self._store = store
+        self._generation = store.generation
+        self._label_sets: dict[LabelKey, _LabelSet] = {}
 
     async def start(self) -> None:
         self._log.info(
@@ -633,21 +680,26 @@ class GenAIProcessor:
     def process(self, batch: Batch) -> None:
         """Derive metrics from every span of a traces batch; never raises (failures are counted).
 
-        Observations are summed per label set in batch-local accumulators and merged into the store
-        once per series at the end of the batch (``observe_counts``): a batch of spans of a few
-        models costs a few store updates, not several per span.
+        Series are updated in place through references kept per label set (``_LabelSet``): one dict
+        lookup per span finds every series the span touches, instead of building and hashing a
+        label tuple per observation. The references are dropped whenever the store deleted series.
         """
         if batch.signal != "traces":
             return
         raw = batch.raw
         if raw and not any(key in raw for key in self._kind_keys):
             return
-        read = self.reader.read
+        store = self._store
+        if store.generation != self._generation or len(self._label_sets) >= _LABEL_SET_LIMIT:
+            self._label_sets.clear()
+            self._generation = store.generation
+        reader = self.reader
+        read = reader.read
         aggregate = self._aggregate
         tenant_override = batch.tenant
         try:
             for resource_spans in batch.request.resource_spans:
-                service, resource_tenant = self.reader.resource_context(resource_spans.resource)
+                service, resource_tenant = reader.resource_context(resource_spans.resource)
                 for scope_spans in resource_spans.scope_spans:
                     for span in scope_spans.spans:
                         try:
@@ -658,9 +710,6 @@ class GenAIProcessor:
                             self._failed(exc)
         except Exception as exc:  # not even the batch's shape could be read
             self._failed(exc)
-        finally:
-            for accumulator in self._accumulators:
-                accumulator.flush()
 
     def _failed(self, exc: Exception) -> None:
         name = type(exc).__name__
@@ -669,13 +718,20 @@ class GenAIProcessor:
             self._failed_kinds.add(name)
             self._log.error("genai_span_failed", exception=name, error=repr(exc))
 
+    def _label_set(self, common: LabelKey) -> _LabelSet:
+        label_set = _LabelSet(common)
+        provider, request_model, response_model = common[3], common[4], common[5]
+        label_set.quote = self.pricer.lookup(provider, request_model, response_model)
+        self._label_sets[common] = label_set
+        return label_set
+
     def _aggregate(self, record: GenAIRecord, tenant_override: str | None) -> None:
-        """Add one record to the batch's accumulators."""
+        """Add one record to the store through its label set's series references."""
         if record.refused:
             for attribute, reason in record.refused:
-                self._refused.add((attribute, reason), 1.0, None)
+                self.refused.inc((attribute, reason))
         for fixup in record.fixups:
-            self._fixups.add((fixup,), 1.0, None)
+            self.fixups.inc((fixup,))
         common = (
             record.service_name,
             record.tenant if tenant_override is None else tenant_override,
@@ -684,45 +740,57 @@ class GenAIProcessor:
             record.request_model,
             record.response_model,
         )
-        if record.duration_seconds is not None:
-            self._duration.observe(
-                (*common, record.error_type, record.agent_name, record.tool_name), record.duration_seconds, record
-            )
+        label_set = self._label_sets.get(common)
+        if label_set is None:
+            label_set = self._label_set(common)
+        now = self._store.now
+        span = record.span
+        duration = record.duration_seconds
+        if duration is not None:
+            extra = (record.error_type, record.agent_name, record.tool_name)
+            series = label_set.durations.get(extra)
+            if series is None:
+                series = label_set.durations[extra] = self.duration.series_for((*common, *extra))
+            _observe(series, self.duration.buckets, duration, span, now)
         if not record.leaf:
             return
+        slots = label_set.slots
         if record.ttft_seconds is not None:
-            self._ttft.observe(common, record.ttft_seconds, record)
-        tokens = self._tokens
+            _histogram(self.ttft, common, (), slots, _TTFT, record.ttft_seconds, span, now)
         input_tokens = record.input_tokens
         if input_tokens is not None:
-            self._token_usage.observe((*common, "input"), float(input_tokens), record)
+            _histogram(self.token_usage, common, ("input",), slots, _USAGE_INPUT, float(input_tokens), span, now)
             if input_tokens:
-                tokens.add((*common, "input"), float(input_tokens), record)
+                _counter(self.tokens, common, ("input",), slots, _INPUT, float(input_tokens), span, now)
         output_tokens = record.output_tokens
         if output_tokens is not None:
-            self._token_usage.observe((*common, "output"), float(output_tokens), record)
+            _histogram(self.token_usage, common, ("output",), slots, _USAGE_OUTPUT, float(output_tokens), span, now)
             if output_tokens:
-                tokens.add((*common, "output"), float(output_tokens), record)
+                _counter(self.tokens, common, ("output",), slots, _OUTPUT, float(output_tokens), span, now)
         if record.cache_read_tokens:
-            tokens.add((*common, "cache_read"), float(record.cache_read_tokens), record)
+            _counter(
+                self.tokens, common, ("cache_read",), slots, _CACHE_READ, float(record.cache_read_tokens), span, now
+            )
         if record.cache_write_tokens:
-            tokens.add((*common, "cache_creation"), float(record.cache_write_tokens), record)
+            amount = float(record.cache_write_tokens)
+            _counter(self.tokens, common, ("cache_creation",), slots, _CACHE_CREATION, amount, span, now)
         if record.reasoning_tokens:
-            tokens.add((*common, "reasoning"), float(record.reasoning_tokens), record)
-        usd = self._cost(record, common)
+            _counter(self.tokens, common, ("reasoning",), slots, _REASONING, float(record.reasoning_tokens), span, now)
+        usd = self._cost(record, common, label_set, now)
         if self._usage_sink is not None and (input_tokens or output_tokens or usd):
             self._usage_sink(common[1], (input_tokens or 0) + (output_tokens or 0), usd)
 
-    def _cost(self, record: GenAIRecord, common: tuple[str, ...]) -> float:
+    def _cost(self, record: GenAIRecord, common: LabelKey, label_set: _LabelSet, now: float) -> float:
         """Count the record's cost; returns the USD counted (0.0 when none)."""
+        slots = label_set.slots
         if record.cost_usd is not None and self._trust_span_cost:
-            self._costs.add((*common, "span"), record.cost_usd, record)
+            _counter(self.cost, common, ("span",), slots, _COST_SPAN, record.cost_usd, record.span, now)
             return record.cost_usd
         if record.input_tokens is None and record.output_tokens is None:
             return 0.0  # nothing was used (a failed call) or nothing was said: nothing to price
-        quote = self.pricer.lookup(record.provider, record.request_model, record.response_model)
+        quote = label_set.quote
         if quote is None:
-            self._unpriced.add((record.provider, record.request_model), 1.0, None)
+            self.unpriced.inc((record.provider, record.request_model))
             return 0.0
         cache_read = record.cache_read_tokens or 0
         cache_write = record.cache_write_tokens or 0
@@ -736,64 +804,82 @@ class GenAIProcessor:
             reasoning,
             record.start_unix_nano,
         )
-        if cost >= 0.0:  # a price table could only make this negative through a bug: never poison
-            self._costs.add((*common, quote.source), cost, record)
+        if 0.0 <= cost < math.inf:  # a price table could only make this negative through a bug: never poison
+            _counter(self.cost, common, (quote.source,), slots, _COST_QUOTE, cost, record.span, now)
             return cost
         return 0.0
 
 
-def _exemplar(record: GenAIRecord, value: float) -> Exemplar:
-    return Exemplar(record.trace_id, record.span_id, value, record.end_unix_nano / 1e9)
+# Indexes of a label set's series slots (one per metric and fixed extra label).
+_TTFT, _USAGE_INPUT, _USAGE_OUTPUT, _INPUT, _OUTPUT, _CACHE_READ, _CACHE_CREATION, _REASONING = range(8)
+_COST_SPAN, _COST_QUOTE = 8, 9
+_SLOTS: Final = 10
+_LABEL_SET_LIMIT: Final = 20_000
 
 
-class _CounterBatch:
-    """A batch's increments per label set; the last record given becomes the series' exemplar."""
+class _LabelSet:
+    """References to the series of one (service, tenant, operation, provider, request and response
+    model) label set, resolved on first use, and the price of that model, looked up once.
 
-    __slots__ = ("family", "series")
+    A slot holds ``None`` until first used, then the series (the metric's overflow series once
+    its series limit was reached; each observation into it is counted as overflow).
+    """
 
-    def __init__(self, family: CounterFamily) -> None:
-        self.family = family
-        self.series: dict[LabelKey, list[Any]] = {}
+    __slots__ = ("common", "durations", "quote", "slots")
 
-    def add(self, labels: LabelKey, amount: float, exemplar: GenAIRecord | None) -> None:
-        entry = self.series.get(labels)
-        if entry is None:
-            self.series[labels] = [amount, exemplar, amount]
-            return
-        entry[0] += amount
-        if exemplar is not None:
-            entry[1] = exemplar
-            entry[2] = amount
-
-    def flush(self) -> None:
-        inc = self.family.inc
-        for labels, (total, record, value) in self.series.items():
-            inc(labels, total, None if record is None else _exemplar(record, value))
-        self.series.clear()
+    def __init__(self, common: LabelKey) -> None:
+        self.common = common
+        self.slots: list[Any] = [None] * _SLOTS
+        self.durations: dict[tuple[str, str, str], HistogramSeries] = {}
+        self.quote: PriceQuote | None = None
 
 
-class _HistogramBatch:
-    """A batch's observations per label set, counted per touched bucket; the last per bucket is its exemplar."""
+def _observe(series: HistogramSeries, bounds: tuple[float, ...], value: float, span: SpanRef, now: float) -> None:
+    index = bisect_left(bounds, value)
+    series.counts[index] += 1
+    series.sum += value
+    series.count += 1
+    series.updated = now
+    series.exemplars[index] = (span, value)
+    overflow = series.overflow
+    if overflow is not None:
+        overflow.value += 1.0
+        overflow.updated = now
 
-    __slots__ = ("bounds", "family", "series")
 
-    def __init__(self, family: HistogramFamily) -> None:
-        self.family = family
-        self.bounds = family.buckets
-        self.series: dict[LabelKey, tuple[dict[int, int], list[float], dict[int, tuple[GenAIRecord, float]]]] = {}
+def _histogram(
+    family: HistogramFamily,
+    common: LabelKey,
+    extra: LabelKey,
+    slots: list[Any],
+    slot: int,
+    value: float,
+    span: SpanRef,
+    now: float,
+) -> None:
+    series = slots[slot]
+    if series is None:
+        series = slots[slot] = family.series_for((*common, *extra))
+    _observe(series, family.buckets, value, span, now)
 
-    def observe(self, labels: LabelKey, value: float, record: GenAIRecord) -> None:
-        entry = self.series.get(labels)
-        if entry is None:
-            entry = self.series[labels] = ({}, [0.0], {})
-        index = bisect_left(self.bounds, value)
-        counts = entry[0]
-        counts[index] = counts.get(index, 0) + 1
-        entry[1][0] += value
-        entry[2][index] = (record, value)
 
-    def flush(self) -> None:
-        observe = self.family.observe_buckets
-        for labels, (counts, total, last) in self.series.items():
-            observe(labels, counts, total[0], {index: _exemplar(r, v) for index, (r, v) in last.items()})
-        self.series.clear()
+def _counter(
+    family: CounterFamily,
+    common: LabelKey,
+    extra: LabelKey,
+    slots: list[Any],
+    slot: int,
+    amount: float,
+    span: SpanRef,
+    now: float,
+) -> None:
+    series = slots[slot]
+    if series is None:
+        series = slots[slot] = family.series_for((*common, *extra))
+    series.value += amount
+    series.updated = now
+    series.exemplar = (span, amount)
+    overflow = series.overflow
+    if overflow is not None:
+        overflow.value += 1.0
+        overflow.updated = now

@@ -25,11 +25,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+
 from gateway.component import Batch
 from gateway.metrics.otlp_translate import attribute_string
 from gateway.metrics.prom_names import label_name
-from gateway.metrics.store import Exemplar, LabelKey, MetricStore
+from gateway.metrics.store import ExemplarSlot, LabelKey, MetricStore
 from gateway.validation import ConfigError, expect_mapping, read_bool, read_str, reject_unknown
+from proto_handlers.raw_attributes import status_code
 
 CALLS = "traces_span_metrics_calls"
 DURATION = "traces_span_metrics_duration_milliseconds"
@@ -131,6 +134,7 @@ class SpanMetricsProcessor:
             self._buckets,
         )
         self._index = {d.name: i for i, d in enumerate(settings.dimensions)}
+        self._dimension_values = _DimensionCache(self._index)
         self._defaults = tuple(d.default or "" for d in settings.dimensions)
 
     async def start(self) -> None:
@@ -143,10 +147,9 @@ class SpanMetricsProcessor:
         buckets = self._buckets
         width = len(buckets) + 1
         per_unit = self._nanos_per_unit
-        kinds = SPAN_KINDS
-        statuses = STATUS_CODES
         index = self._index
-        aggregates: dict[LabelKey, _Aggregate] = {}
+        dimensions = self._dimension_values
+        aggregates: dict[tuple[Any, ...], _Aggregate] = {}
         for resource_spans in batch.request.resource_spans:
             service, resource_values = self._resource(resource_spans.resource.attributes)
             if service is None:
@@ -156,17 +159,14 @@ class SpanMetricsProcessor:
                     start = span.start_time_unix_nano
                     end = span.end_time_unix_nano
                     duration = (end - start) / per_unit if end > start else 0.0
-                    kind = kinds.get(span.kind, "SPAN_KIND_UNSPECIFIED")
-                    status = statuses.get(span.status.code, "STATUS_CODE_UNSET")
+                    # kind (a number) and status (its serialized bytes) are named at the merge, once per key
                     if index:
                         values = list(resource_values)
-                        for kv in span.attributes:
-                            position = index.get(kv.key)
-                            if position is not None:
-                                values[position] = attribute_string(kv.value)
-                        key: LabelKey = (service, span.name, kind, status, *values)
+                        for position, text in filter(None, map(dimensions.__getitem__, span.attributes)):
+                            values[position] = text
+                        key: tuple[Any, ...] = (service, span.name, span.kind, span.status, *values)
                     else:
-                        key = (service, span.name, kind, status)
+                        key = (service, span.name, span.kind, span.status)
                     aggregate = aggregates.get(key)
                     if aggregate is None:
                         aggregate = aggregates[key] = _Aggregate(width)
@@ -174,10 +174,19 @@ class SpanMetricsProcessor:
                     aggregate.counts[bucket] += 1
                     aggregate.total += duration
                     aggregate.last[bucket] = span
-        for key, aggregate in aggregates.items():
-            self._calls.inc(key, sum(aggregate.counts))
+        kinds = SPAN_KINDS
+        statuses = STATUS_CODES
+        for (service, name, kind, status, *values), aggregate in aggregates.items():
+            labels: LabelKey = (
+                service,
+                name,
+                kinds.get(kind, "SPAN_KIND_UNSPECIFIED"),
+                statuses.get(status_code(status), "STATUS_CODE_UNSET"),
+                *values,
+            )
+            self._calls.inc(labels, sum(aggregate.counts))
             self._duration.observe_counts(
-                key, aggregate.counts, aggregate.total, _exemplars(aggregate.last, self._nanos_per_unit)
+                labels, aggregate.counts, aggregate.total, _exemplars(aggregate.last, self._nanos_per_unit)
             )
 
     def _resource(self, attributes: Any) -> tuple[str | None, tuple[str, ...]]:
@@ -193,15 +202,41 @@ class SpanMetricsProcessor:
         return service, tuple(values)
 
 
-def _exemplars(spans: Sequence[Any], nanos_per_unit: float) -> list[Exemplar | None]:
-    """The last span of each bucket as an exemplar; spans without a trace id link to nothing."""
-    exemplars: list[Exemplar | None] = []
+class _DimensionCache(dict[bytes, tuple[int, str] | None]):
+    """Serialized span attribute (KeyValue bytes) -> (dimension position, label value), or ``None``.
+
+    Spans arrive as ``RawAttributesTraceRequest``: their attributes are read by a lookup of their
+    bytes, parsed once per distinct attribute. Bounded: cleared when full; long attributes not kept.
+    """
+
+    def __init__(self, index: Mapping[str, int]) -> None:
+        super().__init__()
+        self._index = index
+
+    def __missing__(self, raw: bytes) -> tuple[int, str] | None:
+        kv = KeyValue.FromString(raw)
+        position = self._index.get(kv.key)
+        entry = None if position is None else (position, attribute_string(kv.value))
+        if len(raw) <= _CACHED_ATTRIBUTE_BYTES:
+            if len(self) >= _DIMENSION_CACHE_LIMIT:
+                self.clear()
+            self[raw] = entry
+        return entry
+
+
+_DIMENSION_CACHE_LIMIT = 65_536
+_CACHED_ATTRIBUTE_BYTES = 256  # longer attributes (prompts, payloads) are read and forgotten
+
+
+def _exemplars(spans: Sequence[Any], nanos_per_unit: float) -> list[ExemplarSlot]:
+    """The last span of each bucket as an exemplar (ids hex-encoded only if a scrape shows it)."""
+    exemplars: list[ExemplarSlot] = []
     for span in spans:
-        if span is None or not span.trace_id:
+        if span is None:
             exemplars.append(None)
             continue
         start, end = span.start_time_unix_nano, span.end_time_unix_nano
         duration = (end - start) / nanos_per_unit if end > start else 0.0
         # The timestamp in milliseconds, what Prometheus stores; nanoseconds / 1e9 would print 0.0049999.
-        exemplars.append(Exemplar(span.trace_id.hex(), span.span_id.hex(), duration, end // 1_000_000 / 1e3))
+        exemplars.append(((span.trace_id, span.span_id, end // 1_000_000 / 1e3), duration))
     return exemplars

@@ -19,11 +19,12 @@ from gateway.metrics.store import (
     OVERFLOW_KEY,
     OVERFLOW_LABEL,
     CounterFamily,
-    Exemplar,
+    ExemplarSlot,
     GaugeFamily,
     HistogramFamily,
     LabelKey,
     MetricStore,
+    resolve_exemplar,
 )
 
 _OVERFLOW_LABELS = {OVERFLOW_LABEL: "true"}
@@ -35,7 +36,8 @@ def _labels(names: tuple[str, ...], key: LabelKey) -> dict[str, str]:
     return dict(zip(names, key, strict=True))
 
 
-def _exemplar(exemplar: Exemplar | None) -> PromExemplar | None:
+def _exemplar(slot: ExemplarSlot) -> PromExemplar | None:
+    exemplar = resolve_exemplar(slot)
     if exemplar is None:
         return None
     return PromExemplar(

@@ -42,10 +42,11 @@ from gateway.metrics.store import (
     OVERFLOW_KEY,
     OVERFLOW_LABEL,
     CounterFamily,
-    Exemplar,
+    ExemplarSlot,
     GaugeFamily,
     HistogramFamily,
     MetricStore,
+    resolve_exemplar,
 )
 
 CHUNK_LINES = 2000
@@ -73,7 +74,10 @@ def _store_labels(names: tuple[str, ...], key: tuple[object, ...]) -> str:
     return ",".join(f'{name}="{escape_label_value(str(value))}"' for name, value in zip(names, key, strict=True))
 
 
-def _exemplar(exemplar: Exemplar) -> str:
+def _exemplar(slot: ExemplarSlot) -> str:
+    exemplar = resolve_exemplar(slot)
+    if exemplar is None:
+        return ""
     return (
         f' # {{trace_id="{exemplar.trace_id}",span_id="{exemplar.span_id}"}} '
         f"{_value(exemplar.value)} {_value(exemplar.timestamp)}"
@@ -194,10 +198,14 @@ class Exposition:
         else:
             yield from _summaries(family.name, doc, rows, om, out)
         series: dict[Any, Any] = family.series
+        deleted = False
         for key in rows.stale:
             current = series.get(key)
             if current is not None and current.updated < deadline:
                 del series[key]
+                deleted = True
+        if deleted and not isinstance(family, OtlpFamily):
+            self._store.generation += 1  # references derivation keeps to these series are stale now
 
     def _histograms(
         self,
@@ -257,7 +265,7 @@ class _Series(Protocol):
 
 class _CounterLike(_Series, Protocol):
     value: float
-    exemplar: Exemplar | None
+    exemplar: ExemplarSlot
 
 
 class _GaugeLike(_Series, Protocol):
@@ -266,7 +274,7 @@ class _GaugeLike(_Series, Protocol):
 
 class _HistogramLike(_Series, Protocol):
     counts: list[int]
-    exemplars: list[Exemplar | None]
+    exemplars: list[ExemplarSlot]
     sum: float
     count: int
 

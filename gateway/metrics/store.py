@@ -40,37 +40,63 @@ class Exemplar:
     timestamp: float
 
 
+SpanRef: TypeAlias = tuple[bytes, bytes, float]
+"""A span's raw trace id, span id and time (unix seconds): what derivation keeps for an exemplar."""
+
+ExemplarSlot: TypeAlias = "Exemplar | tuple[SpanRef, float] | None"
+"""What a series keeps as its exemplar: an ``Exemplar``, or a span and the value it observed.
+
+Derivation stores the second form (one tuple per observation): a scrape shows one exemplar per
+series and bucket out of thousands of observations, so ids are hex-encoded by ``resolve_exemplar``
+only for the ones shown.
+"""
+
+
+def resolve_exemplar(slot: ExemplarSlot) -> Exemplar | None:
+    """The ``Exemplar`` of a series' slot; a span without a trace id links to nothing."""
+    if slot is None or isinstance(slot, Exemplar):
+        return slot
+    (trace_id, span_id, timestamp), value = slot
+    if not trace_id:
+        return None
+    return Exemplar(trace_id.hex(), span_id.hex(), value, timestamp)
+
+
 class CounterSeries:
-    __slots__ = ("exemplar", "labels_text", "updated", "value")
+    __slots__ = ("exemplar", "labels_text", "overflow", "updated", "value")
 
     def __init__(self, now: float) -> None:
         self.value = 0.0
-        self.exemplar: Exemplar | None = None
+        self.exemplar: ExemplarSlot = None
         self.updated = now
         self.labels_text: str | None = None  # rendered once by the exposition: label values never change
+        # On a family's overflow series only: the gateway_metric_series_overflow series of that family.
+        self.overflow: CounterSeries | None = None
 
 
 class GaugeSeries:
-    __slots__ = ("labels_text", "updated", "value")
+    __slots__ = ("labels_text", "overflow", "updated", "value")
 
     def __init__(self, now: float) -> None:
         self.value = 0.0
         self.updated = now
         self.labels_text: str | None = None
+        self.overflow: CounterSeries | None = None
 
 
 class HistogramSeries:
     """Per-bucket (not cumulative) counts, the last bucket being +Inf; cumulated at exposition."""
 
-    __slots__ = ("count", "counts", "exemplars", "labels_text", "sum", "updated")
+    __slots__ = ("count", "counts", "exemplars", "labels_text", "overflow", "sum", "updated")
 
     def __init__(self, n_buckets: int, now: float) -> None:
         self.counts = [0] * (n_buckets + 1)
-        self.exemplars: list[Exemplar | None] = [None] * (n_buckets + 1)
+        self.exemplars: list[ExemplarSlot] = [None] * (n_buckets + 1)
         self.sum = 0.0
         self.count = 0
         self.updated = now
         self.labels_text: str | None = None
+        self.overflow: CounterSeries | None = None
 
 
 _S = TypeVar("_S", CounterSeries, GaugeSeries, HistogramSeries)
@@ -90,12 +116,36 @@ class _Family(Generic[_S]):
         self.expires = expires
         self._store = store
         self.series: dict[LabelKey, _S] = {}
+        self.capped = True  # False only for the overflow counter itself: one series per capped family
 
     def series_count(self) -> int:
         return len(self.series)
 
-    def _new_series(self) -> _S:
+    def _new_series(self, key: LabelKey) -> _S:
+        series = self._make_series()
+        if key is OVERFLOW_KEY:
+            series.overflow = self._store.overflow_series(self.name)
+        return series
+
+    def _make_series(self) -> _S:
         raise NotImplementedError
+
+    def series_for(self, labels: LabelKey) -> _S:
+        """The series of a label set (past the cap: the overflow series), for a caller to keep.
+
+        Derivation keeps these references per label set across batches and updates them in place
+        (one dict lookup per span instead of one per observation). A reference is valid until
+        ``MetricStore.generation`` changes (series were deleted). Unlike ``inc``/``observe``, this
+        does not count overflow: a caller updating a series whose ``overflow`` is set adds one to
+        that counter series per observation.
+        """
+        series = self.series.get(labels)
+        if series is None:
+            key = labels if self._has_room(labels) else OVERFLOW_KEY
+            series = self.series.get(key)
+            if series is None:
+                series = self.series[key] = self._new_series(key)
+        return series
 
     def _series(self, labels: LabelKey) -> _S:
         """The series of a label set, created on first use (under the cap, else the overflow series)."""
@@ -104,27 +154,31 @@ class _Family(Generic[_S]):
             key = self._admit(labels)
             series = self.series.get(key)
             if series is None:
-                series = self.series[key] = self._new_series()
+                series = self.series[key] = self._new_series(key)
         return series
 
     def _admit(self, labels: LabelKey) -> LabelKey:
         """The key a new label set is stored under: itself, or the overflow key past the cap."""
+        if self._has_room(labels):
+            return labels
+        self._store.count_overflow(self.name)
+        return OVERFLOW_KEY
+
+    def _has_room(self, labels: LabelKey) -> bool:
+        """Whether a new label set gets its own series (raises on a wrong number of label values)."""
         if len(labels) != len(self.labelnames):
             raise ValueError(f"{self.name}: expected {len(self.labelnames)} label values, got {len(labels)}")
         series = self.series
-        if len(series) - (OVERFLOW_KEY in series) >= self._store.max_series:
-            self._store.count_overflow(self.name)
-            return OVERFLOW_KEY
-        return labels
+        return not self.capped or len(series) - (OVERFLOW_KEY in series) < self._store.max_series
 
 
 class CounterFamily(_Family[CounterSeries]):
     kind: Kind = "counter"
 
-    def _new_series(self) -> CounterSeries:
+    def _make_series(self) -> CounterSeries:
         return CounterSeries(self._store.now)
 
-    def inc(self, labels: LabelKey, amount: float = 1.0, exemplar: Exemplar | None = None) -> None:
+    def inc(self, labels: LabelKey, amount: float = 1.0, exemplar: ExemplarSlot = None) -> None:
         """Add a non-negative amount; NaN, infinities and negatives are refused, never stored."""
         if not (0.0 <= amount < math.inf):
             raise ValueError(f"{self.name}: counter increment must be finite and >= 0, got {amount}")
@@ -142,7 +196,7 @@ class CounterFamily(_Family[CounterSeries]):
 class GaugeFamily(_Family[GaugeSeries]):
     kind: Kind = "gauge"
 
-    def _new_series(self) -> GaugeSeries:
+    def _make_series(self) -> GaugeSeries:
         return GaugeSeries(self._store.now)
 
     def _get(self, labels: LabelKey) -> GaugeSeries:
@@ -157,7 +211,8 @@ class GaugeFamily(_Family[GaugeSeries]):
         self._get(labels).value += amount
 
     def remove(self, labels: LabelKey) -> None:
-        self.series.pop(labels, None)
+        if self.series.pop(labels, None) is not None:
+            self._store.generation += 1
 
     def value(self, labels: LabelKey) -> float:
         series = self.series.get(labels)
@@ -182,10 +237,10 @@ class HistogramFamily(_Family[HistogramSeries]):
             raise ValueError(f"{name}: buckets must be finite, strictly increasing and non-empty")
         self.buckets = tuple(bounds)
 
-    def _new_series(self) -> HistogramSeries:
+    def _make_series(self) -> HistogramSeries:
         return HistogramSeries(len(self.buckets), self._store.now)
 
-    def observe(self, labels: LabelKey, value: float, exemplar: Exemplar | None = None) -> None:
+    def observe(self, labels: LabelKey, value: float, exemplar: ExemplarSlot = None) -> None:
         """Count a finite value in its bucket (upper bounds inclusive, as Prometheus' ``le``)."""
         if not math.isfinite(value):
             raise ValueError(f"{self.name}: observation must be finite, got {value}")
@@ -199,7 +254,7 @@ class HistogramFamily(_Family[HistogramSeries]):
             series.exemplars[index] = exemplar
 
     def observe_counts(
-        self, labels: LabelKey, counts: Sequence[int], total: float, exemplars: Sequence[Exemplar | None] = ()
+        self, labels: LabelKey, counts: Sequence[int], total: float, exemplars: Sequence[ExemplarSlot] = ()
     ) -> None:
         """Add observations already counted per bucket (this family's buckets, +Inf last).
 
@@ -270,6 +325,8 @@ class MetricStore:
         self.series_expiration = series_expiration
         self._clock = clock
         self.now = clock()
+        # Bumped whenever series are deleted: references from ``admitted_series`` are then stale.
+        self.generation = 0
         self._families: dict[str, Family] = {}
         self._overflow = CounterFamily(
             self,
@@ -278,6 +335,7 @@ class MetricStore:
             ("metric",),
             expires=False,
         )
+        self._overflow.capped = False
         self._families[self._overflow.name] = self._overflow
 
     def tick(self) -> float:
@@ -322,6 +380,10 @@ class MetricStore:
     def count_overflow(self, metric: str) -> None:
         self._overflow.inc((metric,))
 
+    def overflow_series(self, metric: str) -> CounterSeries:
+        """The series counting ``metric``'s observations sent to its overflow series."""
+        return self._overflow.series_for((metric,))
+
     def expire(self) -> int:
         """Delete series of expiring families not updated within ``series_expiration``; returns how many."""
         deadline = self.now - self.series_expiration
@@ -334,4 +396,6 @@ class MetricStore:
             for key in stale:
                 del series[key]
             removed += len(stale)
+        if removed:
+            self.generation += 1
         return removed

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span, Status
 
 from gateway.component import Batch
+from proto_handlers import decode_request
+from proto_handlers.raw_attributes import RawAttributesSpan
 
 START_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
 TRACE_ID = bytes.fromhex("0af7651916cd43dd8448eb211c80319c")
@@ -69,6 +72,11 @@ def make_span(
     return span
 
 
+def as_received(span: Span) -> Any:
+    """The span as derivation reads it: decoded from its bytes into ``RawAttributesSpan``."""
+    return RawAttributesSpan.FromString(span.SerializeToString())
+
+
 def make_request(
     spans: Sequence[Span], resource: Mapping[str, AttributeValue] | None = None
 ) -> ExportTraceServiceRequest:
@@ -81,11 +89,11 @@ def make_request(
 def make_batch(
     spans: Sequence[Span], resource: Mapping[str, AttributeValue] | None = None, tenant: str | None = None
 ) -> Batch:
-    request = make_request(spans, resource)
+    raw = make_request(spans, resource).SerializeToString()
     return Batch(
         signal="traces",
-        raw=request.SerializeToString(),
-        request=request,
+        raw=raw,
+        request=decode_request("traces", raw, "protobuf", indexed=True),  # what a receiver hands over
         items=len(spans),
         transport="test",
         tenant=tenant,

@@ -39,9 +39,10 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     SummaryDataPoint,
 )
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
 from proto_handlers import SIGNALS, DecodeError, Signal, count_items, decode_request
+from proto_handlers.raw_attributes import status_code
 
 EXAMPLES = Path(__file__).parent.parent / "data" / "otlp_json"
 
@@ -585,3 +586,41 @@ def test_count_items_of_the_spec_examples(signal: Signal, items: int) -> None:
 def test_count_items_of_an_empty_request_is_zero(signal: Signal) -> None:
     """An empty request carries no items."""
     assert 0 == count_items(signal, decode_request(signal, b"", "protobuf"))
+
+
+# --- the derivation view (indexed=True) --------------------------------------------------------
+
+
+def _error_span_request(value: AnyValue) -> ExportTraceServiceRequest:
+    span = Span(
+        trace_id=bytes(range(16)),
+        span_id=bytes(range(8)),
+        name="chat gpt-4o",
+        attributes=[KeyValue(key="gen_ai.operation.name", value=value)],
+    )
+    span.status.code = Status.STATUS_CODE_ERROR
+    span.status.message = "boom"
+    request = ExportTraceServiceRequest()
+    request.resource_spans.add().scope_spans.add().spans.append(span)
+    return request
+
+
+def test_indexed_traces_keep_span_attributes_and_status_serialized() -> None:
+    """Derivation gets each span attribute as its KeyValue bytes and the status as bytes; nothing else changes."""
+    request = _error_span_request(AnyValue(string_value="chat"))
+    body = request.SerializeToString()
+    view = decode_request("traces", body, "protobuf", indexed=True)
+    span = view.resource_spans[0].scope_spans[0].spans[0]
+    assert (
+        [KeyValue(key="gen_ai.operation.name", value=AnyValue(string_value="chat")).SerializeToString()],
+        Status.STATUS_CODE_ERROR,
+        "chat gpt-4o",
+        body,
+    ) == (list(span.attributes), status_code(span.status), span.name, view.SerializeToString())
+
+
+def test_indexed_decode_validates_span_attributes_like_the_real_schema() -> None:
+    """An attribute value that is not valid UTF-8 is refused even though the view keeps attributes as bytes."""
+    body = _error_span_request(AnyValue(string_value="chat")).SerializeToString().replace(b"chat", b"ch\xffa", 1)
+    with pytest.raises(DecodeError, match="invalid protobuf ExportTraceServiceRequest"):
+        decode_request("traces", body, "protobuf", indexed=True)

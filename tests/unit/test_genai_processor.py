@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.derive.config import GenAIConfig, PriceOverride, PricesConfig
 from gateway.derive.genai import GenAIProcessor
 from gateway.metrics.collector import StoreCollector
-from gateway.metrics.store import Exemplar, MetricStore
+from gateway.metrics.store import OVERFLOW_KEY, Exemplar, MetricStore, resolve_exemplar
 from tests.support.genai_spans import START_NS, AttributeValue, make_batch, make_span
 
 CHAT = ("chatbot", "", "chat", "openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18")
@@ -275,8 +275,10 @@ def test_exemplars_carry_trace_and_span_ids() -> None:
     proc = processor()
     proc.process(make_batch([make_span(GPT_4O_MINI_CHAT, duration_s=1.5)]))
     end = (START_NS + 1_500_000_000) / 1e9
-    duration_exemplar = next(e for e in proc.duration.series[(*CHAT, "", "", "")].exemplars if e is not None)
-    cost_exemplar = proc.cost.series[(*CHAT, "genai_prices")].exemplar
+    duration_exemplar = next(
+        resolve_exemplar(e) for e in proc.duration.series[(*CHAT, "", "", "")].exemplars if e is not None
+    )
+    cost_exemplar = resolve_exemplar(proc.cost.series[(*CHAT, "genai_prices")].exemplar)
     assert cost_exemplar is not None
     assert (
         Exemplar("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331", 1.5, end),
@@ -314,6 +316,55 @@ def test_refused_values_are_counted_by_attribute_and_reason() -> None:
     assert (1.0, 0.0) == (
         proc.refused.value(("gen_ai.usage.output_tokens", "negative")),
         proc.tokens.value((*CHAT, "output")),
+    )
+
+
+def test_a_refused_value_is_counted_on_every_span_that_carries_it() -> None:
+    """Spans repeating the same bad attribute are each counted (attributes are read once, counted per span)."""
+    proc = processor()
+    bad = chat(**{"gen_ai.usage.output_tokens": -3})
+    proc.process(make_batch([make_span(bad, span_id=span_id(1)), make_span(bad, span_id=span_id(2))]))
+    proc.process(make_batch([make_span(bad, span_id=span_id(3))]))
+    assert 3.0 == proc.refused.value(("gen_ai.usage.output_tokens", "negative"))
+
+
+def test_long_attribute_values_are_read_but_not_kept() -> None:
+    """A span carrying a 20 KB prompt is derived as usual and leaves no 20 KB entry in the reader's memory."""
+    proc = processor()
+    prompt = "x" * 20_000
+    for n in range(3):
+        proc.process(make_batch([make_span(chat(**{"gen_ai.prompt.0.content": prompt}), span_id=span_id(n))]))
+    assert (3, 256) == (
+        proc.duration.series[(*CHAT, "", "", "")].count,
+        max(256, *(len(raw) for raw in proc.reader.attribute_cache)),
+    )
+
+
+def test_a_label_set_that_expired_comes_back_as_a_new_series() -> None:
+    """After expiry deleted a model's series (idle), its next span starts a fresh series that /metrics shows."""
+    now = [1000.0]
+    store = MetricStore(series_expiration=60.0, clock=lambda: now[0])
+    proc = GenAIProcessor(GenAIConfig(), store)
+    proc.process(make_batch([make_span(GPT_4O_MINI_CHAT)]))
+    now[0] += 61.0
+    store.tick()
+    store.expire()
+    assert (*CHAT, "input") not in proc.tokens.series
+    store.tick()
+    proc.process(make_batch([make_span(GPT_4O_MINI_CHAT)]))
+    assert 1000.0 == proc.tokens.value((*CHAT, "input"))
+
+
+def test_observations_past_the_series_limit_go_to_overflow_and_are_counted() -> None:
+    """With room for one label set, a second model's observations land in the overflow series, each counted."""
+    store = MetricStore(max_series=1)
+    proc = GenAIProcessor(GenAIConfig(), store)
+    other = chat(**{"gen_ai.request.model": "gpt-4o", "gen_ai.response.model": "gpt-4o-2024-08-06"})
+    proc.process(make_batch([make_span(GPT_4O_MINI_CHAT), make_span(other), make_span(other)]))
+    overflow = proc.duration.series[OVERFLOW_KEY]
+    assert (2, 2.0) == (
+        overflow.count,
+        store.family("gateway_metric_series_overflow").value(("gen_ai_client_operation_duration_seconds",)),
     )
 
 

@@ -11,16 +11,21 @@ import pytest
 
 from gateway.derive.conventions import DEFAULT_TENANT_ATTRIBUTES
 from gateway.derive.genai import GenAIRecord, SpanReader, normalize_error_type, normalize_provider
-from tests.support.genai_spans import START_NS, AttributeValue, make_request, make_span
+from tests.support.genai_spans import START_NS, AttributeValue, as_received, make_request, make_span
 
 USAGE = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 MODEL = ("operation", "leaf", "provider", "request_model", "response_model")
 
 
 def read(attributes: dict[str, AttributeValue], reader: SpanReader | None = None, **span: Any) -> GenAIRecord:
-    record = (reader or SpanReader(DEFAULT_TENANT_ATTRIBUTES)).read(make_span(attributes, **span))
+    record = (reader or SpanReader(DEFAULT_TENANT_ATTRIBUTES)).read(received(attributes, **span))
     assert record is not None
     return record
+
+
+def received(attributes: dict[str, AttributeValue], **span: Any) -> Any:
+    """A span built from ``attributes``, as a receiver hands it to derivation."""
+    return as_received(make_span(attributes, **span))
 
 
 def pick(record: GenAIRecord, *names: str) -> dict[str, object]:
@@ -648,7 +653,7 @@ def test_span_ending_before_it_starts_has_no_duration() -> None:
 def test_span_tenant_wins_over_resource_tenant() -> None:
     """The span's tenant attribute is used before the resource's."""
     reader = SpanReader(DEFAULT_TENANT_ATTRIBUTES)
-    record = reader.read(make_span({"gen_ai.operation.name": "chat", "user.id": "u-1"}), "svc", "res-tenant")
+    record = reader.read(received({"gen_ai.operation.name": "chat", "user.id": "u-1"}), "svc", "res-tenant")
     assert record is not None
     assert "u-1" == record.tenant
 
@@ -682,20 +687,20 @@ def test_plain_http_span_is_not_a_genai_span() -> None:
     """A span of no GenAI convention gives no record, even with generic keys like error.type."""
     reader = SpanReader(DEFAULT_TENANT_ATTRIBUTES)
     span = make_span({"http.request.method": "GET", "error.type": "500", "user.id": "u-1", "server.address": "x"})
-    assert None is reader.read(span)
+    assert None is reader.read(as_received(span))
 
 
 def test_model_without_an_operation_kind_is_not_counted() -> None:
     """A span that names a model but no operation kind is not classified (no guessing a leaf)."""
-    assert None is SpanReader(()).read(make_span({"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 5}))
+    assert None is SpanReader(()).read(received({"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 5}))
 
 
 def test_reader_state_does_not_leak_between_spans() -> None:
     """The reused scratch arrays are reset: a second span does not inherit the first one's values."""
     reader = SpanReader(())
     reader.read(
-        make_span({"gen_ai.operation.name": "chat", "gen_ai.request.model": "a", "gen_ai.usage.input_tokens": 3})
+        received({"gen_ai.operation.name": "chat", "gen_ai.request.model": "a", "gen_ai.usage.input_tokens": 3})
     )
-    second = reader.read(make_span({"gen_ai.operation.name": "embeddings"}))
+    second = reader.read(received({"gen_ai.operation.name": "embeddings"}))
     assert second is not None
     assert ("", None) == (second.request_model, second.input_tokens)

@@ -14,6 +14,7 @@ from gateway.derive.spanmetrics import Dimension, SpanMetricsProcessor, SpanMetr
 from gateway.metrics.exposition import Exposition
 from gateway.metrics.store import MetricStore
 from gateway.settings import ConfigError, parse_settings
+from proto_handlers import decode_request
 
 MS = 1_000_000
 T0 = 1_700_000_000_000_000_000
@@ -48,7 +49,8 @@ def batch(spans: Sequence[Span], resource: Mapping[str, str] | None = None) -> B
     for key, value in ({"service.name": "checkout"} if resource is None else resource).items():
         resource_spans.resource.attributes.add(key=key, value=AnyValue(string_value=value))
     resource_spans.scope_spans.add().spans.extend(spans)
-    return Batch("traces", b"", message, len(spans), "test")
+    raw = message.SerializeToString()
+    return Batch("traces", raw, decode_request("traces", raw, "protobuf", indexed=True), len(spans), "test")
 
 
 class SpanMetrics:

@@ -97,12 +97,19 @@ class Gateway:
             settings.limits.max_concurrent_requests,
             self.store.gauge(
                 "gateway_receiver_inflight_bytes",
-                "Request bytes received and not yet handed to every exporter queue (the memory limiter's measure).",
+                "Request bytes received and not yet handed to every exporter queue (the memory limiter's measure; "
+                "a body walked before decoding counts as its estimated decoded size).",
                 (),
                 expires=False,
             ),
         )
-        self.ingest = Ingest(self.pipelines, ReceiverTelemetry(self.store), settings.resource.attributes, limiter)
+        self.ingest = Ingest(
+            self.pipelines,
+            ReceiverTelemetry(self.store),
+            settings.resource.attributes,
+            limiter,
+            settings.limits.max_items_per_request,
+        )
         authenticator = ApiKeyAuthenticator(settings.auth.api_keys) if settings.auth.enabled else None
         self.grpc = (
             OtlpGrpcReceiver(settings.grpc, self.ingest, SHUTDOWN_GRACE_SECONDS, authenticator)
@@ -172,6 +179,7 @@ class Gateway:
         self.ingest.close()
         receivers = [r for r in (self.grpc, self.http) if r is not None]
         await asyncio.gather(*(r.shutdown() for r in receivers))
+        await self.ingest.shutdown()
         for processors in self.processors.values():
             for processor in processors:
                 await processor.shutdown()

@@ -25,6 +25,11 @@ class PermanentError(GatewayError):
     """Retrying the same data cannot succeed (malformed, refused by policy)."""
 
 
+class TooManyItemsError(PermanentError):
+    """A request holding more items than ``limits.max_items_per_request``: answered as the size
+    limits are (413 / RESOURCE_EXHAUSTED without RetryInfo, which OTLP senders do not retry)."""
+
+
 class RetryableError(GatewayError):
     """The same data may succeed later; ``retry_after`` is the hint in seconds, if any."""
 
@@ -53,4 +58,6 @@ def wire_status(error: GatewayError) -> WireStatus:
         return WireStatus(429, grpc.StatusCode.RESOURCE_EXHAUSTED)
     if isinstance(error, RetryableError):
         return WireStatus(503, grpc.StatusCode.UNAVAILABLE)
+    if isinstance(error, TooManyItemsError):
+        return WireStatus(413, grpc.StatusCode.RESOURCE_EXHAUSTED)
     return WireStatus(400, grpc.StatusCode.INVALID_ARGUMENT)

@@ -48,6 +48,7 @@ __all__ = [
     "GenAIConfig",
     "GrpcReceiverSettings",
     "HttpReceiverSettings",
+    "LimitsSettings",
     "PipelineSettings",
     "PrometheusSettings",
     "Settings",
@@ -147,14 +148,21 @@ def _default_pipelines() -> Mapping[str, PipelineSettings]:
 @dataclass(frozen=True, slots=True)
 class LimitsSettings:
     """The memory limiter: request bytes in flight (received, not yet in every exporter queue) and
-    concurrent requests, across both receivers. Past either, senders get 429 / RESOURCE_EXHAUSTED."""
+    concurrent requests, across both receivers. Past either, senders get 429 / RESOURCE_EXHAUSTED.
+
+    ``max_items_per_request`` caps the spans, data points or log records of one request (and the
+    resource, scope and metric entries holding them), counted on the wire before decoding: past it,
+    413 / RESOURCE_EXHAUSTED. 500 000 is about a thousand SDK batches (512 spans by default) and
+    more than 20 MiB of minimal real spans hold (~60 bytes each: 350 000), while 500 000 empty
+    spans decode to ~90 MB instead of the 1.8 GB of the 10M a 20 MiB body can hold."""
 
     max_inflight_bytes: int = 256 * MIB
     max_concurrent_requests: int = 1024
+    max_items_per_request: int = 500_000
 
     @staticmethod
     def from_mapping(raw: Mapping[str, Any], path: str = "limits") -> LimitsSettings:
-        reject_unknown(raw, ("max_inflight_bytes", "max_concurrent_requests"), path)
+        reject_unknown(raw, ("max_inflight_bytes", "max_concurrent_requests", "max_items_per_request"), path)
         base = LimitsSettings()
         return LimitsSettings(
             max_inflight_bytes=read_size(raw["max_inflight_bytes"], f"{path}.max_inflight_bytes")
@@ -165,6 +173,9 @@ class LimitsSettings:
             )
             if "max_concurrent_requests" in raw
             else base.max_concurrent_requests,
+            max_items_per_request=read_int(raw["max_items_per_request"], f"{path}.max_items_per_request", minimum=1)
+            if "max_items_per_request" in raw
+            else base.max_items_per_request,
         )
 
 

@@ -37,6 +37,22 @@ class InflightLimiter:
         self.requests += 1
         self._publish()
 
+    def grow(self, held: int, extra: int) -> None:
+        """Take ``extra`` more bytes for an admitted request that holds ``held``, or refuse now.
+
+        For a request found to decode to more than its body: the same rule as ``acquire``, so it is
+        still admitted when nothing else holds bytes. On refusal the request keeps ``held``, which
+        its ``release`` returns as usual.
+        """
+        if self.bytes > held and self.bytes + extra > self.max_bytes:
+            raise QueueFullError(
+                f"memory limit: {self.bytes - held} bytes in flight, and this request decodes to "
+                f"about {held + extra}; limit {self.max_bytes}; retry later",
+                1.0,
+            )
+        self.bytes += extra
+        self._publish()
+
     def release(self, size: int) -> None:
         self.bytes -= size
         self.requests -= 1

@@ -41,7 +41,6 @@ RESPONSE_TYPES: dict[WireFormat, str] = {"protobuf": "application/x-protobuf", "
 # google.rpc.Code values for the Status body
 _INVALID_ARGUMENT = 3
 _RESOURCE_EXHAUSTED = 8
-_UNAVAILABLE = 14
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -133,12 +132,12 @@ class OtlpHttpReceiver:
                 return _status_response(400, _INVALID_ARGUMENT, exc.reason, fmt)
             except GatewayError as exc:
                 status = wire_status(exc)
-                code = _RESOURCE_EXHAUSTED if status.http_status == 429 else _INVALID_ARGUMENT
                 headers = {}
                 if isinstance(exc, RetryableError):
-                    code = _RESOURCE_EXHAUSTED if status.http_status == 429 else _UNAVAILABLE
                     headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after or 1)))
-                response = _status_response(status.http_status, code, exc.reason, fmt)
+                # google.rpc.Code numbers are gRPC's: RESOURCE_EXHAUSTED for 413 and 429, UNAVAILABLE
+                # for 503, INVALID_ARGUMENT for 400.
+                response = _status_response(status.http_status, status.grpc_code.value[0], exc.reason, fmt)
                 response.headers.update(headers)
                 return response
             if result.rejected or result.message:

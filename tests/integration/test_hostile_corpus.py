@@ -108,6 +108,9 @@ RECIPES: dict[str, Callable[[], bytes]] = {
     "gen/nested_kvlist_10k.json": lambda: _nested_kvlist_json(10_000),
     "gen/nested_lists_10k.json": lambda: b'{"resourceSpans":' + b"[" * 10_000 + b"]" * 10_000 + b"}",
     "gen/empty_spans_1m.pb": lambda: _field(1, _field(2, b"\x12\x00" * 1_000_000)),
+    "gen/empty_spans_10m.pb": lambda: _field(1, _field(2, b"\x12\x00" * 10_000_000)),
+    "gen/empty_resource_spans_1m.pb": lambda: b"\x0a\x00" * 1_000_000,
+    "gen/unknown_fields_10m.pb": lambda: b"\x10\x00" * 10_000_000,
     "gen/empty_spans_1m.json": lambda: (
         b'{"resourceSpans":[{"scopeSpans":[{"spans":[' + b",".join([b"{}"] * 1_000_000) + b"]}]}]}"
     ),

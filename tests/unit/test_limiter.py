@@ -51,3 +51,31 @@ def test_concurrent_request_limit() -> None:
     limiter.acquire(1)
     with pytest.raises(QueueFullError, match="too many concurrent requests"):
         limiter.acquire(1)
+
+
+def test_growing_a_request_within_the_budget_holds_the_extra_bytes() -> None:
+    """A request found to decode to more than its body takes the difference, while it fits."""
+    limiter = InflightLimiter(max_bytes=100, max_requests=10)
+    limiter.acquire(10)
+    limiter.acquire(20)
+    limiter.grow(20, 50)
+    assert (80, 2) == (limiter.bytes, limiter.requests)
+
+
+def test_growing_past_the_budget_is_refused_and_keeps_what_was_held() -> None:
+    """With 30 bytes held by another request, growing 20 to 90 is refused; the 20 stay held until release."""
+    limiter = InflightLimiter(max_bytes=100, max_requests=10)
+    limiter.acquire(30)
+    limiter.acquire(20)
+    with pytest.raises(QueueFullError, match="memory limit: 30 bytes in flight, and this request decodes to about 90"):
+        limiter.grow(20, 70)
+    limiter.release(20)
+    assert (30, 1) == (limiter.bytes, limiter.requests)
+
+
+def test_a_lone_request_grows_past_the_budget() -> None:
+    """Alone in flight, a request may grow past the budget, as a lone oversized request is admitted."""
+    limiter = InflightLimiter(max_bytes=100, max_requests=10)
+    limiter.acquire(20)
+    limiter.grow(20, 500)
+    assert 520 == limiter.bytes

@@ -14,6 +14,7 @@ from gateway.settings import (
     ExporterSettings,
     GrpcReceiverSettings,
     HttpReceiverSettings,
+    LimitsSettings,
     PipelineSettings,
     PrometheusSettings,
     Settings,
@@ -89,6 +90,7 @@ BAD = {
     "negative_series_cap": "prometheus.max_series_per_metric: must be >= 1",
     "not_a_mapping": "<root>: expected a mapping",
     "unused_exporter_bad_type": "exporters.spare.type: unknown exporter type",
+    "bad_max_items_per_request": "limits.max_items_per_request: must be >= 1, got 0",
 }
 
 
@@ -103,6 +105,28 @@ def test_bad_file_fails_naming_the_key(name: str) -> None:
 def test_every_bad_sample_has_an_expectation() -> None:
     """No file in tests/data/config/bad goes untested."""
     assert sorted(BAD) == sorted(p.stem for p in (DATA / "bad").glob("*.yaml"))
+
+
+def test_limits_keys_load_and_default() -> None:
+    """limits.max_items_per_request is read as given; left out, it is 500 000 (docs/hardening.md)."""
+    given = parse_settings("limits: {max_items_per_request: 1000, max_inflight_bytes: 64MiB}", {})
+    assert LimitsSettings(64 * MIB, 1024, 1000) == given.limits
+    assert LimitsSettings(256 * MIB, 1024, 500_000) == parse_settings("limits: {}", {}).limits
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("'500k'", "limits.max_items_per_request: expected an integer, got '500k'"),
+        ("-1", "limits.max_items_per_request: must be >= 1, got -1"),
+        ("true", "limits.max_items_per_request: expected an integer, got True"),
+    ],
+)
+def test_bad_max_items_per_request_names_the_key(value: str, message: str) -> None:
+    """Values that are not a positive integer stop the start-up, naming the key."""
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(f"limits: {{max_items_per_request: {value}}}", {})
+    assert message == str(caught.value)
 
 
 def test_invalid_yaml_is_a_config_error() -> None:

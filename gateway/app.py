@@ -61,7 +61,12 @@ class Gateway:
         # Tenant budgets: the GenAI processor hands each leaf call's usage over; gauges computed per scrape.
         budgets = settings.genai.budgets
         self.budgets = BudgetTracker(budgets, self.store) if budgets.enabled and settings.genai.enabled else None
-        self.genai = GenAIProcessor(settings.genai, self.store, self.budgets.add if self.budgets else None)
+        self.genai = GenAIProcessor(
+            settings.genai,
+            self.store,
+            self.budgets.add if self.budgets else None,
+            settings.limits.max_attributes_per_span,
+        )
         if self.budgets is not None:
             self.collector.add_source(self.budgets.collect)
         self.processors: dict[Signal, list[Processor]] = {

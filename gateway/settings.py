@@ -159,10 +159,18 @@ class LimitsSettings:
     max_inflight_bytes: int = 256 * MIB
     max_concurrent_requests: int = 1024
     max_items_per_request: int = 500_000
+    # Derivation reads at most this many attributes of a span (the OTel SDKs' default attribute
+    # count limit); a span with more is derived from its first ones and counted as refused
+    # (gateway_genai_refused_attributes_total{attribute="span.attributes",reason="too_many"}).
+    max_attributes_per_span: int = 128
 
     @staticmethod
     def from_mapping(raw: Mapping[str, Any], path: str = "limits") -> LimitsSettings:
-        reject_unknown(raw, ("max_inflight_bytes", "max_concurrent_requests", "max_items_per_request"), path)
+        reject_unknown(
+            raw,
+            ("max_inflight_bytes", "max_concurrent_requests", "max_items_per_request", "max_attributes_per_span"),
+            path,
+        )
         base = LimitsSettings()
         return LimitsSettings(
             max_inflight_bytes=read_size(raw["max_inflight_bytes"], f"{path}.max_inflight_bytes")
@@ -176,6 +184,11 @@ class LimitsSettings:
             max_items_per_request=read_int(raw["max_items_per_request"], f"{path}.max_items_per_request", minimum=1)
             if "max_items_per_request" in raw
             else base.max_items_per_request,
+            max_attributes_per_span=read_int(
+                raw["max_attributes_per_span"], f"{path}.max_attributes_per_span", minimum=1
+            )
+            if "max_attributes_per_span" in raw
+            else base.max_attributes_per_span,
         )
 
 

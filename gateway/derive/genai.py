@@ -97,6 +97,8 @@ FIXUP_CACHE_ADDED: Final = "cache_tokens_added_to_input"
 FIXUP_REASONING_ADDED: Final = "reasoning_tokens_added_to_output"
 _STATUS_CODE_ERROR: Final = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
 _UNSET_PRIORITY: Final = 1 << 30
+DEFAULT_MAX_ATTRIBUTES: Final = 128  # limits.max_attributes_per_span (the OTel SDKs' attribute count limit)
+TOO_MANY_ATTRIBUTES: Final = ("span.attributes", "too_many")  # (attribute, reason) of a truncated span
 _CACHE_LIMIT: Final = 4096
 _CLASS_REPR = re.compile(r"<class '([^']+)'>")
 # Field members as plain ints for the per-span code: reading an IntEnum member costs ~0.2 us (a
@@ -446,8 +448,9 @@ class SpanReader:
     the field stays open). Not thread-safe by design: it runs on the event loop.
     """
 
-    def __init__(self, tenant_attributes: Sequence[str]) -> None:
+    def __init__(self, tenant_attributes: Sequence[str], max_attributes: int = DEFAULT_MAX_ATTRIBUTES) -> None:
         self.keymap = build_keymap(tenant_attributes)
+        self._max_attributes = max_attributes
         self._tenant_keys = {key: index for index, key in enumerate(tenant_attributes)}
         self._attributes = _AttributeCache(self.keymap)
         self._blank_priorities = [_UNSET_PRIORITY] * FIELD_COUNT
@@ -479,12 +482,16 @@ class SpanReader:
 
     def read(self, span: Any, service_name: str = UNKNOWN_SERVICE, resource_tenant: str = "") -> GenAIRecord | None:
         """The span's GenAIRecord; ``None`` when no convention says it is a GenAI span."""
-        known = [*filter(None, map(self._attributes.__getitem__, span.attributes))]
+        attributes = span.attributes
+        refused: list[tuple[str, str]] | None = None
+        if len(attributes) > self._max_attributes:  # limits.max_attributes_per_span: the rest is not read
+            attributes = attributes[: self._max_attributes]
+            refused = [TOO_MANY_ATTRIBUTES]
+        known = [*filter(None, map(self._attributes.__getitem__, attributes))]
         if not known:
             return None
         values: list[Any] = [None] * FIELD_COUNT
         priorities = self._blank_priorities.copy()
-        refused: list[tuple[str, str]] | None = None
         for targets in known:
             for field, priority, value, key in targets:
                 if priority < priorities[field]:
@@ -596,11 +603,17 @@ def _exception_type(events: Iterable[Any]) -> str | None:
 class GenAIProcessor:
     """The GenAI derivation stage (a ``Processor``): traces batches in, metric families updated."""
 
-    def __init__(self, config: GenAIConfig, store: MetricStore, usage_sink: UsageSink | None = None) -> None:
+    def __init__(
+        self,
+        config: GenAIConfig,
+        store: MetricStore,
+        usage_sink: UsageSink | None = None,
+        max_attributes: int = DEFAULT_MAX_ATTRIBUTES,
+    ) -> None:
         self._log = get_logger("processor/genai")
         # Called once per leaf record with (tenant, input + output tokens, counted USD): tenant budgets.
         self._usage_sink = usage_sink
-        self.reader = SpanReader(config.tenant_attributes)
+        self.reader = SpanReader(config.tenant_attributes, max_attributes)
         self.pricer = Pricer(config.prices.overrides)
         self._trust_span_cost = config.prices.span_cost == "trust"
         # A span is a GenAI span only if it has one of the span-kind keys, and protobuf stores keys as

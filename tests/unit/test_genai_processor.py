@@ -368,6 +368,17 @@ def test_observations_past_the_series_limit_go_to_overflow_and_are_counted() -> 
     )
 
 
+def test_only_the_first_max_attributes_of_a_span_are_read_and_the_rest_counted() -> None:
+    """limits.max_attributes_per_span: a span's attributes past the limit are not read; the span is counted."""
+    proc = GenAIProcessor(GenAIConfig(), MetricStore(), max_attributes=len(GPT_4O_MINI_CHAT))
+    padded = {**GPT_4O_MINI_CHAT, **{f"app.extra.{n}": n for n in range(200)}, "tenant.id": "acme"}
+    proc.process(make_batch([make_span(padded)]))
+    assert (1000.0, 1.0) == (
+        proc.tokens.value((*CHAT, "input")),  # read: the GenAI keys come first; tenant.id (last) was not
+        proc.refused.value(("span.attributes", "too_many")),
+    )
+
+
 def test_disjoint_cache_fixup_is_counted_and_not_double_priced() -> None:
     """Anthropic-style input (cache excluded) is corrected once: counted, and priced on the OTel total."""
     proc = processor()

@@ -108,10 +108,19 @@ def test_every_bad_sample_has_an_expectation() -> None:
 
 
 def test_limits_keys_load_and_default() -> None:
-    """limits.max_items_per_request is read as given; left out, it is 500 000 (docs/hardening.md)."""
-    given = parse_settings("limits: {max_items_per_request: 1000, max_inflight_bytes: 64MiB}", {})
-    assert LimitsSettings(64 * MIB, 1024, 1000) == given.limits
-    assert LimitsSettings(256 * MIB, 1024, 500_000) == parse_settings("limits: {}", {}).limits
+    """limits keys are read as given; left out, 500 000 items per request and 128 attributes per span."""
+    given = parse_settings(
+        "limits: {max_items_per_request: 1000, max_inflight_bytes: 64MiB, max_attributes_per_span: 32}", {}
+    )
+    assert LimitsSettings(64 * MIB, 1024, 1000, 32) == given.limits
+    assert LimitsSettings(256 * MIB, 1024, 500_000, 128) == parse_settings("limits: {}", {}).limits
+
+
+def test_bad_max_attributes_per_span_names_the_key() -> None:
+    """Zero attributes per span would derive nothing: refused at start-up, naming the key."""
+    with pytest.raises(ConfigError) as caught:
+        parse_settings("limits: {max_attributes_per_span: 0}", {})
+    assert "limits.max_attributes_per_span: must be >= 1, got 0" == str(caught.value)
 
 
 @pytest.mark.parametrize(

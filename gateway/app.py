@@ -132,6 +132,7 @@ class Gateway:
             self.readiness,
             exposition=self.exposition,
             details=self.details,
+            settled=self.derivation_settled,
         )
         self._started = False
 
@@ -176,6 +177,10 @@ class Gateway:
             metrics_port=self.metrics_server.port,
         )
 
+    async def derivation_settled(self) -> None:
+        """Return once every pipeline has derived every batch it accepted."""
+        await asyncio.gather(*(pipeline.settled() for pipeline in self.pipelines.values()))
+
     async def shutdown(self) -> None:
         """Upstream first; idempotent and safe without start."""
         if not self._started:
@@ -185,6 +190,7 @@ class Gateway:
         receivers = [r for r in (self.grpc, self.http) if r is not None]
         await asyncio.gather(*(r.shutdown() for r in receivers))
         await self.ingest.shutdown()
+        await self.derivation_settled()  # the backlog of accepted batches, before processors stop
         for processors in self.processors.values():
             for processor in processors:
                 await processor.shutdown()

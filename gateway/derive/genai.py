@@ -622,6 +622,8 @@ class GenAIProcessor:
         # (Trace10kSPS-like traffic: ~10x less derivation CPU, see benchmarks/RESULTS.md).
         self._kind_keys = tuple(dict.fromkeys(row.key.encode() for row in KIND_ROWS))
         self._failed_kinds: set[str] = set()
+        self._checked_raw: bytes | None = None
+        self._raw_has_kind = True
         self.token_usage = store.histogram(
             "gen_ai_client_token_usage",
             "Tokens used per GenAI operation (OTel gen_ai.client.token.usage), input and output.",
@@ -700,7 +702,10 @@ class GenAIProcessor:
         if batch.signal != "traces":
             return
         raw = batch.raw
-        if raw and not any(key in raw for key in self._kind_keys):
+        if raw is not self._checked_raw:  # a batch derived in slices shares its raw bytes: scan them once
+            self._checked_raw = raw
+            self._raw_has_kind = not raw or any(key in raw for key in self._kind_keys)
+        if not self._raw_has_kind:
             return
         store = self._store
         if store.generation != self._generation or len(self._label_sets) >= _LABEL_SET_LIMIT:

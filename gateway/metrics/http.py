@@ -9,7 +9,7 @@ a large scrape does not stall ingest; the registry path stays for embedding and 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -23,6 +23,7 @@ from gateway.settings import Endpoint
 Readiness = Callable[[], Mapping[str, bool]]
 # Informational state that must not flip readiness (e.g. a degraded budget store: ingest goes on).
 Details = Callable[[], Mapping[str, object]]
+Settled = Callable[[], Awaitable[None]]  # returns once derivation has caught up with accepted data
 
 
 class MetricsServer:
@@ -33,8 +34,10 @@ class MetricsServer:
         readiness: Readiness,
         exposition: Exposition | None = None,
         details: Details | None = None,
+        settled: Settled | None = None,
     ) -> None:
         self._endpoint = endpoint
+        self._settled = settled
         self._details = details
         self._registry = registry
         self._exposition = exposition
@@ -51,6 +54,8 @@ class MetricsServer:
         return app
 
     async def _metrics(self, request: web.Request) -> web.StreamResponse:
+        if self._settled is not None:
+            await self._settled()  # every batch accepted before the scrape is in the numbers
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
         if self._exposition is None:
             return web.Response(body=encoder(self._registry), headers={"Content-Type": content_type})

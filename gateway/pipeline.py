@@ -48,9 +48,11 @@ class Pipeline:
         self._store = store
         self._processor_failures = processor_failures
         self._log = get_logger(f"pipeline/{signal}")
-        self._backlog: deque[Batch] = deque()
+        self._backlog: deque[Batch] = deque()  # the first one is being derived
         self._backlog_items = 0
-        self._deriving = False
+        self._waiting: deque[tuple[Batch, asyncio.Future[None]]] = deque()  # senders past the bound, in order
+        self._accepted = 0  # batches handed to derivation, and derived: what settled() compares
+        self._derived = 0
         self._worker: asyncio.Task[None] | None = None
         self._progress = asyncio.Event()  # set (and replaced) each time a batch has been derived
 
@@ -66,19 +68,34 @@ class Pipeline:
         return partial
 
     async def settled(self) -> None:
-        """Return once every accepted batch has been derived (before a scrape, at shutdown)."""
-        while self._backlog or self._deriving:
+        """Return once every batch accepted before this call has been derived (a scrape, shutdown).
+
+        Only those: under continuous load the backlog never empties, and a scrape must not wait for
+        batches that arrive while it waits.
+        """
+        target = self._accepted
+        while self._derived < target:
             await self._progress.wait()
 
     async def _queue_for_derivation(self, batch: Batch) -> None:
         """Derivation runs after the sender is answered, in slices that let other requests in.
 
-        The backlog is bounded in items (``MAX_BACKLOG_ITEMS``, a batch alone always fits): past it
-        the sender waits for derivation to catch up, so derivation never falls behind unbounded and
-        the decoded batches it holds stay few.
+        The backlog is bounded in items (``MAX_BACKLOG_ITEMS``; a batch alone always fits): past it
+        the sender waits, first come first served, until derivation has made room, so derivation
+        never falls behind unbounded and the decoded batches it holds stay few.
         """
-        while self._backlog and self._backlog_items + batch.items > MAX_BACKLOG_ITEMS:
-            await self._progress.wait()
+        self._accepted += 1
+        if self._waiting or not self._fits(batch):
+            admitted = asyncio.get_running_loop().create_future()
+            self._waiting.append((batch, admitted))
+            await admitted  # the worker appended the batch for us, in arrival order
+            return
+        self._append(batch)
+
+    def _fits(self, batch: Batch) -> bool:
+        return not self._backlog or self._backlog_items + batch.items <= MAX_BACKLOG_ITEMS
+
+    def _append(self, batch: Batch) -> None:
         self._backlog.append(batch)
         self._backlog_items += batch.items
         if self._worker is None or self._worker.done():
@@ -86,15 +103,21 @@ class Pipeline:
 
     async def _derive_backlog(self) -> None:
         while self._backlog:
-            batch = self._backlog.popleft()
-            self._deriving = True
+            batch = self._backlog[0]
             try:
                 for part in slices(batch, SLICE_SPANS):
                     self._derive(part)
                     await asyncio.sleep(0)  # requests waiting for the loop get it between slices
             finally:
-                self._deriving = False
+                self._backlog.popleft()
                 self._backlog_items -= batch.items
+                self._derived += 1
+                while self._waiting and self._fits(self._waiting[0][0]):
+                    waiting, admitted = self._waiting.popleft()
+                    self._backlog.append(waiting)
+                    self._backlog_items += waiting.items
+                    if not admitted.done():
+                        admitted.set_result(None)
                 self._progress.set()
                 self._progress = asyncio.Event()
 

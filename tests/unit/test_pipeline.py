@@ -121,3 +121,33 @@ async def test_a_batch_every_exporter_refused_is_not_derived() -> None:
         await line.consume(spans_batch(2))
     await line.settled()
     assert [] == recorder.seen
+
+
+async def test_senders_past_the_backlog_bound_wait_and_are_derived_in_arrival_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With room for 2 spans not yet derived, five 2-span senders queue up, first come first derived."""
+    monkeypatch.setattr("gateway.pipeline.MAX_BACKLOG_ITEMS", 2)
+    recorder = Recorder()
+    line = pipeline([recorder])
+    batches = [make_batch([make_span(CHAT, name=f"b{n}-1"), make_span(CHAT, name=f"b{n}-2")]) for n in range(5)]
+    await asyncio.gather(*(line.consume(batch) for batch in batches))
+    await line.settled()
+    assert [[f"b{n}-1", f"b{n}-2"] for n in range(5)] == recorder.seen
+
+
+async def test_settled_does_not_wait_for_batches_accepted_after_it_was_called() -> None:
+    """Under continuous load the backlog never empties; a scrape still gets its answer."""
+    recorder = Recorder()
+    line = pipeline([recorder])
+    stop = asyncio.Event()
+
+    async def sender() -> None:
+        while not stop.is_set():
+            await line.consume(spans_batch(200))
+
+    task = asyncio.create_task(sender())
+    await asyncio.sleep(0.05)
+    await asyncio.wait_for(line.settled(), timeout=5)
+    stop.set()
+    await task

@@ -777,14 +777,10 @@ class GenAIProcessor:
             _histogram(self.ttft, common, (), slots, _TTFT, record.ttft_seconds, span, now)
         input_tokens = record.input_tokens
         if input_tokens is not None:
-            _histogram(self.token_usage, common, ("input",), slots, _USAGE_INPUT, float(input_tokens), span, now)
-            if input_tokens:
-                _counter(self.tokens, common, ("input",), slots, _INPUT, float(input_tokens), span, now)
+            self._token_usage(common, _INPUT_TYPE, slots, _USAGE_INPUT, _INPUT, input_tokens, span, now)
         output_tokens = record.output_tokens
         if output_tokens is not None:
-            _histogram(self.token_usage, common, ("output",), slots, _USAGE_OUTPUT, float(output_tokens), span, now)
-            if output_tokens:
-                _counter(self.tokens, common, ("output",), slots, _OUTPUT, float(output_tokens), span, now)
+            self._token_usage(common, _OUTPUT_TYPE, slots, _USAGE_OUTPUT, _OUTPUT, output_tokens, span, now)
         if record.cache_read_tokens:
             _counter(
                 self.tokens, common, ("cache_read",), slots, _CACHE_READ, float(record.cache_read_tokens), span, now
@@ -797,6 +793,44 @@ class GenAIProcessor:
         usd = self._cost(record, common, label_set, now)
         if self._usage_sink is not None and (input_tokens or output_tokens or usd):
             self._usage_sink(common[1], (input_tokens or 0) + (output_tokens or 0), usd)
+
+    def _token_usage(
+        self,
+        common: LabelKey,
+        token_type: LabelKey,
+        slots: list[Any],
+        usage_slot: int,
+        counter_slot: int,
+        tokens: int,
+        span: SpanRef,
+        now: float,
+    ) -> None:
+        """One token type of a leaf call: its histogram observation and, if not zero, its counter."""
+        amount = float(tokens)
+        exemplar = (span, amount)
+        usage = slots[usage_slot]
+        if usage is None:
+            usage = slots[usage_slot] = self.token_usage.series_for((*common, *token_type))
+        index = bisect_left(self.token_usage.buckets, amount)
+        usage.counts[index] += 1
+        usage.sum += amount
+        usage.count += 1
+        usage.updated = now
+        usage.exemplars[index] = exemplar
+        if usage.overflow is not None:
+            usage.overflow.value += 1.0
+            usage.overflow.updated = now
+        if not tokens:
+            return
+        total = slots[counter_slot]
+        if total is None:
+            total = slots[counter_slot] = self.tokens.series_for((*common, *token_type))
+        total.value += amount
+        total.updated = now
+        total.exemplar = exemplar
+        if total.overflow is not None:
+            total.overflow.value += 1.0
+            total.overflow.updated = now
 
     def _cost(self, record: GenAIRecord, common: LabelKey, label_set: _LabelSet, now: float) -> float:
         """Count the record's cost; returns the USD counted (0.0 when none)."""
@@ -831,6 +865,8 @@ class GenAIProcessor:
 # Indexes of a label set's series slots (one per metric and fixed extra label).
 _TTFT, _USAGE_INPUT, _USAGE_OUTPUT, _INPUT, _OUTPUT, _CACHE_READ, _CACHE_CREATION, _REASONING = range(8)
 _COST_SPAN, _COST_QUOTE = 8, 9
+_INPUT_TYPE: Final = ("input",)
+_OUTPUT_TYPE: Final = ("output",)
 _SLOTS: Final = 10
 _LABEL_SET_LIMIT: Final = 20_000
 

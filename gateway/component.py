@@ -39,7 +39,9 @@ class Component(Protocol):
 class Processor(Component, Protocol):
     """A derivation stage: reads a batch, updates the metric store, never changes the batch.
 
-    ``process`` runs on the event loop and must not raise; it counts its own failures.
+    ``process`` runs on the event loop and must not raise; it counts its own failures. A big traces
+    batch arrives in slices (``pipeline.slices``): the same ``raw``, a ``request`` holding part of
+    the spans (read through ``resource_spans`` / ``scope_spans`` / ``spans`` only) and its ``items``.
     """
 
     def process(self, batch: Batch) -> None: ...

@@ -32,6 +32,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from prometheus_client.parser import text_string_to_metric_families
 
 from proto_handlers import compress
+from tests.support.wire import length_delimited, nested_kvlist_protobuf, traces_request
 
 CORPUS = Path(__file__).parent.parent / "data" / "hostile"
 RSS_LIMIT_KIB = 400 * 1024
@@ -54,31 +55,11 @@ TIMEOUT = aiohttp.ClientTimeout(total=120)
 # --- the big entries, as recipes ---------------------------------------------------------------
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 127:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
 def _gzip_of_zeros(size: int, level: int = 9) -> bytes:
     compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
     chunk = bytes(1 << 20)
     body = [compressor.compress(chunk) for _ in range(size >> 20)]
     return b"".join(body) + compressor.flush()
-
-
-def _nested_kvlist_protobuf(levels: int) -> bytes:
-    value = _field(1, b"leaf")
-    for _ in range(levels):
-        value = _field(6, _field(1, _field(1, b"k") + _field(2, value)))
-    return _field(1, _field(2, _field(2, _field(9, _field(1, b"deep") + _field(2, value)))))
 
 
 def _nested_kvlist_json(levels: int) -> bytes:
@@ -104,17 +85,17 @@ RECIPES: dict[str, Callable[[], bytes]] = {
     "gen/gzip_in_gzip.pb.gz": lambda: gzip.compress(_gzip_of_zeros(256 << 20, level=1), mtime=0),
     "gen/gzip_100k_empty_members.pb.gz": lambda: gzip.compress(b"", mtime=0) * 100_000,
     "gen/zstd_100k_empty_blocks.zst": lambda: _empty_zstd_blocks(100_000),
-    "gen/nested_kvlist_10k.pb": lambda: _nested_kvlist_protobuf(10_000),
+    "gen/nested_kvlist_10k.pb": lambda: nested_kvlist_protobuf(10_000),
     "gen/nested_kvlist_10k.json": lambda: _nested_kvlist_json(10_000),
     "gen/nested_lists_10k.json": lambda: b'{"resourceSpans":' + b"[" * 10_000 + b"]" * 10_000 + b"}",
-    "gen/empty_spans_1m.pb": lambda: _field(1, _field(2, b"\x12\x00" * 1_000_000)),
-    "gen/empty_spans_10m.pb": lambda: _field(1, _field(2, b"\x12\x00" * 10_000_000)),
+    "gen/empty_spans_1m.pb": lambda: traces_request(b"\x12\x00" * 1_000_000),
+    "gen/empty_spans_10m.pb": lambda: traces_request(b"\x12\x00" * 10_000_000),
     "gen/empty_resource_spans_1m.pb": lambda: b"\x0a\x00" * 1_000_000,
     "gen/unknown_fields_10m.pb": lambda: b"\x10\x00" * 10_000_000,
     "gen/empty_spans_1m.json": lambda: (
         b'{"resourceSpans":[{"scopeSpans":[{"spans":[' + b",".join([b"{}"] * 1_000_000) + b"]}]}]}"
     ),
-    "gen/empty_attributes_1m.pb": lambda: _field(1, _field(2, _field(2, b"\x4a\x00" * 1_000_000))),
+    "gen/empty_attributes_1m.pb": lambda: traces_request(length_delimited(2, b"\x4a\x00" * 1_000_000)),
     "gen/string_attribute_5_mib.pb": lambda: _string_attribute(5 << 20),
 }
 

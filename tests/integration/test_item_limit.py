@@ -29,6 +29,7 @@ from proto_handlers import encode_request_json
 from tests.conftest import RunningGateway, loopback_settings, start_gateway
 from tests.support.exporting import gateway_process
 from tests.support.otel_sdk import make_log_records, make_spans
+from tests.support.wire import traces_request
 
 LIMIT = 1000
 PROTOBUF = "application/x-protobuf"
@@ -169,9 +170,7 @@ async def test_ten_million_empty_spans_are_refused_without_decoding(tmp_path: Pa
     of the gateway process growing by less than 200 MiB (measured: about 40, the body's copies)."""
     config = tmp_path / "gateway.yaml"
     config.write_text("receivers: {otlp: {http: {endpoint: '127.0.0.1:0'}}}\nprometheus: {endpoint: '127.0.0.1:0'}\n")
-    spans = b"\x12\x00" * 10_000_000  # ScopeSpans.spans, empty, ten million times
-    scope = b"\x12" + _varint(len(spans)) + spans
-    body = b"\x0a" + _varint(len(scope)) + scope
+    body = traces_request(b"\x12\x00" * 10_000_000)  # ScopeSpans.spans, empty, ten million times
     async with gateway_process(config) as gateway:
         before = _peak_rss_kib(gateway.process.pid)
         started = time.monotonic()
@@ -183,12 +182,3 @@ async def test_ten_million_empty_spans_are_refused_without_decoding(tmp_path: Pa
         assert elapsed < 10, f"refused after {elapsed:.1f} s"
         assert 1.0 == await gateway.value("gateway_receiver_refused_requests_total", {"reason": "too_many_items"})
         assert 0 == await gateway.stop()
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 127:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)

@@ -66,6 +66,7 @@ from proto_handlers import (
     split_request,
 )
 from proto_handlers._json_ids import BadIdError, convert_ids
+from tests.support.wire import nested_kvlist_protobuf
 
 WIRE_ERRORS = (DecodeError, PayloadTooLargeError, UnsupportedEncodingError)
 REQUEST_TYPES: dict[Signal, type[Message]] = {
@@ -576,29 +577,6 @@ def test_json_and_protobuf_agree_on_the_nesting_limit(levels: int, accepted: boo
         else:
             with pytest.raises(DecodeError):
                 decode_request("traces", body, fmt)  # type: ignore[arg-type]
-
-
-def nested_kvlist_protobuf(levels: int) -> bytes:
-    """A traces request whose one attribute nests ``levels`` kvlistValues, built as bytes (no recursion)."""
-
-    def length_delimited(field: int, payload: bytes) -> bytes:
-        return _varint(field << 3 | 2) + _varint(len(payload)) + payload
-
-    value = length_delimited(1, b"leaf")  # AnyValue.string_value
-    for _ in range(levels):
-        # AnyValue.kvlist_value(6) -> KeyValueList.values(1) -> KeyValue{key(1), value(2)}
-        value = length_delimited(6, length_delimited(1, length_delimited(1, b"k") + length_delimited(2, value)))
-    attribute = length_delimited(1, b"deep") + length_delimited(2, value)
-    return length_delimited(1, length_delimited(2, length_delimited(2, length_delimited(9, attribute))))
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 127:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def test_protobuf_kvlist_nested_10k_deep_raises_decode_error() -> None:

@@ -12,6 +12,7 @@ from gateway.errors import QueueFullError, TooManyItemsError
 from gateway.metrics.store import MetricStore
 from gateway.receivers.ingest import DECODED_ENTRY_BYTES, Ingest, ReceiverTelemetry
 from gateway.receivers.limiter import InflightLimiter
+from tests.support.wire import traces_request
 
 MAX_ITEMS = 100_000
 
@@ -34,18 +35,7 @@ class HeldPipeline:
 
 def named_spans(count: int) -> bytes:
     """A request of ``count`` spans named "a": 5 bytes each, so 50 000 make a body walked before decoding."""
-    spans = b"\x12\x03\x2a\x01a" * count
-    scope = b"\x12" + _varint(len(spans)) + spans
-    return b"\x0a" + _varint(len(scope)) + scope
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 127:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+    return traces_request(b"\x12\x03\x2a\x01a" * count)
 
 
 def make_ingest(limiter: InflightLimiter) -> tuple[Ingest, HeldPipeline]:

@@ -34,6 +34,7 @@ import orjson
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
 from gateway.component import Batch
+from gateway.derive.attributes import AttributeCache
 from gateway.derive.config import GenAIConfig
 from gateway.derive.conventions import (
     ATTRIBUTE_ROWS,
@@ -390,45 +391,29 @@ def build_keymap(tenant_attributes: Sequence[str]) -> KeyMap:
 # One attribute as derivation knows it: for each (field, priority) its KeyValue can fill, the value
 # converted once (or the Refused reason), and the key for refusal counting. ``()`` for other keys.
 AttributeTargets: TypeAlias = tuple[tuple[int, int, Any, str], ...]
-_ATTRIBUTE_CACHE_LIMIT: Final = 65_536
-# Only short attributes are kept (labels, numbers): prompts and other long values are read and
-# forgotten, so the cache stays under ~65k x 300 B whatever the spans carry.
-_CACHED_ATTRIBUTE_BYTES: Final = 256
 
 
-class _AttributeCache(dict[bytes, AttributeTargets]):
-    """Serialized KeyValue -> what it means for derivation, computed on first sight.
+def _attribute_reader(keymap: KeyMap) -> Callable[[bytes], AttributeTargets]:
+    """What a serialized KeyValue means for derivation: ``()`` for a key no convention uses (read off
+    the bytes, the value left unparsed); otherwise, for every field the key can fill, the value
+    parsed and converted once (or the ``Refused`` of a bad one)."""
+    by_bytes = {key.encode(): (key, targets) for key, targets in keymap.items()}
 
-    Spans of one instrumentation repeat the same attribute bytes (model, provider, operation,
-    tenant, most token counts), so a span's attributes are read by ``map(cache.__getitem__, ...)``:
-    a hash lookup each, in C. A KeyValue not seen yet goes through ``__missing__``: its key is read
-    off the bytes; for a key no convention uses, the answer is ``()``; otherwise the value is parsed
-    and converted for every field the key can fill. Bounded: cleared when full (the next spans
-    re-read their few distinct attributes); long attributes are not kept.
-    """
+    def read(raw: bytes) -> AttributeTargets:
+        found = by_bytes.get(_key_bytes(raw))
+        if found is None:
+            return ()
+        key, targets = found
+        value = KeyValue.FromString(raw).value
+        converted: list[tuple[int, int, Any, str]] = []
+        for field, priority, convert in targets:
+            try:
+                converted.append((field, priority, convert(value), key))
+            except Refused as exc:
+                converted.append((field, priority, exc, key))
+        return tuple(converted)
 
-    def __init__(self, keymap: KeyMap) -> None:
-        super().__init__()
-        self._keymap = {key.encode(): (key, targets) for key, targets in keymap.items()}
-
-    def __missing__(self, raw: bytes) -> AttributeTargets:
-        found = self._keymap.get(_key_bytes(raw))
-        entry: AttributeTargets = ()
-        if found is not None:
-            key, targets = found
-            value = KeyValue.FromString(raw).value
-            converted: list[tuple[int, int, Any, str]] = []
-            for field, priority, convert in targets:
-                try:
-                    converted.append((field, priority, convert(value), key))
-                except Refused as exc:
-                    converted.append((field, priority, exc, key))
-            entry = tuple(converted)
-        if len(raw) <= _CACHED_ATTRIBUTE_BYTES:
-            if len(self) >= _ATTRIBUTE_CACHE_LIMIT:
-                self.clear()
-            self[raw] = entry
-        return entry
+    return read
 
 
 def _key_bytes(raw: bytes) -> bytes:
@@ -442,7 +427,7 @@ def _key_bytes(raw: bytes) -> bytes:
 class SpanReader:
     """Turns spans of ``RawAttributesTraceRequest`` (attributes as KeyValue bytes) into GenAIRecords.
 
-    Reading a span is one C-level pass of its attributes through ``_AttributeCache``, then a
+    Reading a span is one C-level pass of its attributes through an ``AttributeCache``, then a
     Python pass over the few it knows: for each field, the value of the best-ranked key wins (a
     refused value is counted, as long as no better-ranked key already gave the field a value, and
     the field stays open). Not thread-safe by design: it runs on the event loop.
@@ -452,12 +437,12 @@ class SpanReader:
         self.keymap = build_keymap(tenant_attributes)
         self._max_attributes = max_attributes
         self._tenant_keys = {key: index for index, key in enumerate(tenant_attributes)}
-        self._attributes = _AttributeCache(self.keymap)
+        self._attributes: AttributeCache[AttributeTargets] = AttributeCache(_attribute_reader(self.keymap))
         self._blank_priorities = [_UNSET_PRIORITY] * FIELD_COUNT
 
     @property
     def attribute_cache(self) -> Mapping[bytes, AttributeTargets]:
-        """The serialized attributes read so far and what they mean (bounded, see ``_AttributeCache``)."""
+        """The serialized attributes read so far and what they mean (bounded, see ``AttributeCache``)."""
         return self._attributes
 
     def resource_context(self, resource: Any) -> tuple[str, str]:

@@ -21,13 +21,14 @@ exemplar ids are hex-encoded only for the last span of each bucket, at merge tim
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
 from gateway.component import Batch
+from gateway.derive.attributes import AttributeCache
 from gateway.metrics.otlp_translate import attribute_string
 from gateway.metrics.prom_names import label_name
 from gateway.metrics.store import ExemplarSlot, LabelKey, MetricStore
@@ -134,7 +135,7 @@ class SpanMetricsProcessor:
             self._buckets,
         )
         self._index = {d.name: i for i, d in enumerate(settings.dimensions)}
-        self._dimension_values = _DimensionCache(self._index)
+        self._dimension_values: AttributeCache[tuple[int, str] | None] = AttributeCache(_dimension_reader(self._index))
         self._defaults = tuple(d.default or "" for d in settings.dimensions)
 
     async def start(self) -> None:
@@ -202,30 +203,15 @@ class SpanMetricsProcessor:
         return service, tuple(values)
 
 
-class _DimensionCache(dict[bytes, tuple[int, str] | None]):
-    """Serialized span attribute (KeyValue bytes) -> (dimension position, label value), or ``None``.
+def _dimension_reader(index: Mapping[str, int]) -> Callable[[bytes], tuple[int, str] | None]:
+    """Serialized span attribute -> (dimension position, label value), or ``None`` for other keys."""
 
-    Spans arrive as ``RawAttributesTraceRequest``: their attributes are read by a lookup of their
-    bytes, parsed once per distinct attribute. Bounded: cleared when full; long attributes not kept.
-    """
-
-    def __init__(self, index: Mapping[str, int]) -> None:
-        super().__init__()
-        self._index = index
-
-    def __missing__(self, raw: bytes) -> tuple[int, str] | None:
+    def read(raw: bytes) -> tuple[int, str] | None:
         kv = KeyValue.FromString(raw)
-        position = self._index.get(kv.key)
-        entry = None if position is None else (position, attribute_string(kv.value))
-        if len(raw) <= _CACHED_ATTRIBUTE_BYTES:
-            if len(self) >= _DIMENSION_CACHE_LIMIT:
-                self.clear()
-            self[raw] = entry
-        return entry
+        position = index.get(kv.key)
+        return None if position is None else (position, attribute_string(kv.value))
 
-
-_DIMENSION_CACHE_LIMIT = 65_536
-_CACHED_ATTRIBUTE_BYTES = 256  # longer attributes (prompts, payloads) are read and forgotten
+    return read
 
 
 def _exemplars(spans: Sequence[Any], nanos_per_unit: float) -> list[ExemplarSlot]:

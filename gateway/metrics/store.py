@@ -20,7 +20,7 @@ from __future__ import annotations
 import bisect
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeAlias, TypeVar
 
@@ -277,29 +277,6 @@ class HistogramFamily(_Family[HistogramSeries]):
             if exemplar is not None:
                 series.exemplars[index] = exemplar
 
-    def observe_buckets(
-        self, labels: LabelKey, counts: Mapping[int, int], total: float, exemplars: Mapping[int, Exemplar]
-    ) -> None:
-        """``observe_counts`` for sparse input: only the buckets touched, by index (+Inf last).
-
-        A batch of GenAI spans touches one or two buckets of most label sets; walking every bucket
-        of every series per batch cost more than the observations themselves.
-        """
-        if not math.isfinite(total):
-            raise ValueError(f"{self.name}: sum must be finite, got {total}")
-        series = self._series(labels)
-        mine = series.counts
-        observed = 0
-        for index, count in counts.items():
-            mine[index] += count
-            observed += count
-        series.sum += total
-        series.count += observed
-        series.updated = self._store.now
-        slots = series.exemplars
-        for index, exemplar in exemplars.items():
-            slots[index] = exemplar
-
 
 Family = CounterFamily | GaugeFamily | HistogramFamily
 _F = TypeVar("_F", CounterFamily, GaugeFamily, HistogramFamily)
@@ -325,7 +302,7 @@ class MetricStore:
         self.series_expiration = series_expiration
         self._clock = clock
         self.now = clock()
-        # Bumped whenever series are deleted: references from ``admitted_series`` are then stale.
+        # Bumped whenever series are deleted: references from ``series_for`` are then stale.
         self.generation = 0
         self._families: dict[str, Family] = {}
         self._overflow = CounterFamily(

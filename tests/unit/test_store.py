@@ -133,18 +133,3 @@ def test_duplicate_family_names_are_refused() -> None:
     store.counter("calls", "Calls.", ())
     with pytest.raises(ValueError, match="already registered"):
         store.gauge("calls", "Calls.", ())
-
-
-def test_observe_buckets_adds_sparse_counts_and_exemplars() -> None:
-    """Pre-counted observations for touched buckets only land exactly as individual observations would."""
-    store = MetricStore()
-    latency = store.histogram("latency_seconds", "Latency.", (), (0.1, 1.0))
-    exemplar = Exemplar("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331", 7.0, 1700000000.0)
-    latency.observe_buckets((), {0: 2, 2: 1}, 7.15, {2: exemplar})
-    series = latency.series[()]
-    assert ([2, 0, 1], 7.15, 3, [None, None, exemplar]) == (
-        series.counts,
-        series.sum,
-        series.count,
-        series.exemplars,
-    )

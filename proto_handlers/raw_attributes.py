@@ -70,24 +70,21 @@ def _raw_attributes(span: descriptor_pb2.DescriptorProto) -> None:
             field.ClearField("type_name")
 
 
-_STATUS_CODES: dict[bytes, int] = {b"": 0}
-_STATUS_CACHE_LIMIT: Final = 1024
+_STATUS_CODE_TAG: Final = 0x18  # Status.code: field 3, varint
 
 
 def status_code(raw: bytes) -> int:
     """The code of a span's serialized ``Status`` (``Span.status`` of this schema): 0 unset, 1 ok, 2 error.
 
     ``status`` is bytes here too: reading ``span.status.code`` through a message wrapper costs more
-    than the rest of a span's span metrics, and a request carries a handful of distinct statuses.
+    than the rest of a span's span metrics. A status without a message is 0 or 2 bytes (what SDKs
+    send for unset, ok and error) and is read off the bytes; anything else is parsed.
     """
-    code = _STATUS_CODES.get(raw)
-    if code is None:
-        code = Status.FromString(raw).code
-        if len(_STATUS_CODES) >= _STATUS_CACHE_LIMIT:
-            _STATUS_CODES.clear()
-            _STATUS_CODES[b""] = 0
-        if len(raw) <= 256:
-            _STATUS_CODES[raw] = code
+    if not raw:
+        return 0
+    if len(raw) == 2 and raw[0] == _STATUS_CODE_TAG and raw[1] < 0x80:
+        return raw[1]
+    code: int = Status.FromString(raw).code
     return code
 
 

@@ -624,3 +624,13 @@ def test_indexed_decode_validates_span_attributes_like_the_real_schema() -> None
     body = _error_span_request(AnyValue(string_value="chat")).SerializeToString().replace(b"chat", b"ch\xffa", 1)
     with pytest.raises(DecodeError, match="invalid protobuf ExportTraceServiceRequest"):
         decode_request("traces", body, "protobuf", indexed=True)
+
+
+@pytest.mark.parametrize(
+    "status",
+    [Status(), Status(code=Status.STATUS_CODE_OK), Status(code=Status.STATUS_CODE_ERROR), Status(message="only")],
+    ids=["unset", "ok", "error", "message-only"],
+)
+def test_status_code_reads_a_serialized_status(status: Status) -> None:
+    """The view keeps Span.status as bytes; its code reads the same as through the real message."""
+    assert status.code == status_code(status.SerializeToString())

@@ -790,7 +790,10 @@ class GenAIProcessor:
         span: SpanRef,
         now: float,
     ) -> None:
-        """One token type of a leaf call: its histogram observation and, if not zero, its counter."""
+        """One token type of a leaf call: its histogram observation and, if not zero, its counter.
+
+        The bodies of ``_observe`` and ``_counter``, written out: one call per token type instead of
+        two is measurable on the hot path (benchmarks/RESULTS.md, "Hot-path changes")."""
         amount = float(tokens)
         exemplar = (span, amount)
         usage = slots[usage_slot]

@@ -119,13 +119,7 @@ class _Walk:
                 else:
                     pos = self.skip(pos, end, key)
                 continue
-            length = body[pos]
-            pos += 1
-            if length >= 0x80:
-                length, pos = _varint(body, pos - 1)
-            start, pos = pos, pos + length
-            if pos > end:
-                raise _Stop
+            start, pos = _payload(body, pos, end)
             if start == pos:  # an empty container: nothing inside to count
                 continue
             if deeper:
@@ -153,13 +147,7 @@ class _Walk:
                     raise _Stop
                 pos = self.skip(pos, end, key)
                 continue
-            length = body[pos]
-            pos += 1
-            if length >= 0x80:
-                length, pos = _varint(body, pos - 1)
-            start, pos = pos, pos + length
-            if pos > end:
-                raise _Stop
+            start, pos = _payload(body, pos, end)
             self.count(start, pos, _DATA_POINTS_TAG)
         if pos != end:
             raise _Stop
@@ -267,6 +255,17 @@ class _Walk:
             else:
                 pos = self.skip(pos, end, key)
         return pos
+
+
+def _payload(body: bytes, pos: int, end: int) -> tuple[int, int]:
+    """The bounds of the length-delimited payload whose length starts at ``pos`` (inside ``end``)."""
+    length = body[pos]
+    pos += 1
+    if length >= 0x80:
+        length, pos = _varint(body, pos - 1)
+    if pos + length > end:
+        raise _Stop
+    return pos, pos + length
 
 
 def _varint(body: bytes, pos: int) -> tuple[int, int]:

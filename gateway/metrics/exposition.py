@@ -49,7 +49,7 @@ from gateway.metrics.store import (
     resolve_exemplar,
 )
 
-CHUNK_LINES = 2000
+CHUNK_LINES = 500
 _SPECIAL = {"inf": "+Inf", "-inf": "-Inf", "nan": "NaN"}
 _OVERFLOW_TEXT = f'{OVERFLOW_LABEL}="true"'
 
@@ -113,7 +113,7 @@ class Exposition:
         return "".join(self.chunks(openmetrics))
 
     async def write_to(
-        self, write: Callable[[bytes], Awaitable[None]], openmetrics: bool, budget: float = 0.004
+        self, write: Callable[[bytes], Awaitable[None]], openmetrics: bool, budget: float = 0.002
     ) -> None:
         """Send the exposition chunk by chunk, yielding to the event loop every ``budget`` seconds."""
         deadline = time.perf_counter() + budget

@@ -11,7 +11,7 @@ from gateway.derive.config import GenAIConfig
 from gateway.derive.genai import GenAIProcessor
 from gateway.errors import QueueFullError
 from gateway.metrics.store import MetricStore
-from gateway.pipeline import Pipeline, slices
+from gateway.pipeline import SLICE_SPANS, SLICE_SPANS_SATURATED, Pipeline, slices
 from tests.support.genai_spans import make_batch, make_span
 
 CHAT = {
@@ -111,6 +111,30 @@ async def test_derivation_yields_to_the_event_loop_between_slices() -> None:
     await line.settled()
     await other
     assert {1, 2} <= set(turns)
+
+
+async def test_below_saturation_a_batch_is_derived_in_small_slices() -> None:
+    """Each slice is short, so the senders the loop serves in between wait little."""
+    recorder = Recorder()
+    line = pipeline([recorder])
+    await line.consume(spans_batch(150))
+    await line.settled()
+    assert [SLICE_SPANS, SLICE_SPANS, 150 - 2 * SLICE_SPANS] == [len(names) for names in recorder.seen]
+
+
+async def test_with_the_backlog_half_full_batches_are_derived_in_large_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At saturation, fewer and larger slices: each slice's fixed cost is paid less often.
+
+    Three 600-span batches accepted at once with saturation at 1,000 spans: derivation of the first
+    starts with 1,800 spans in the backlog, the second with 1,200, the last with 600."""
+    monkeypatch.setattr("gateway.pipeline.SATURATED_BACKLOG_ITEMS", 1000)
+    recorder = Recorder()
+    line = pipeline([recorder])
+    await asyncio.gather(*(line.consume(spans_batch(600)) for _ in range(3)))
+    await line.settled()
+    large = [SLICE_SPANS_SATURATED, 600 - SLICE_SPANS_SATURATED]
+    small = [SLICE_SPANS] * (600 // SLICE_SPANS) + [600 % SLICE_SPANS]
+    assert [*large, *large, *small] == [len(names) for names in recorder.seen]
 
 
 async def test_a_batch_every_exporter_refused_is_not_derived() -> None:

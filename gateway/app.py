@@ -36,7 +36,10 @@ SHUTDOWN_GRACE_SECONDS = 5.0
 
 
 class Gateway:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, worker: bool = False) -> None:
+        """``worker``: one of ``workers: N`` processes (gateway/workers/): the receivers share their
+        ports with the other workers (SO_REUSEPORT) and the metrics endpoint also serves the state
+        the supervisor merges. False (``workers: 1``) is the single-process gateway, unchanged."""
         self.settings = settings
         self._log = get_logger("gateway")
         self.store = MetricStore(
@@ -117,12 +120,12 @@ class Gateway:
         )
         authenticator = ApiKeyAuthenticator(settings.auth.api_keys) if settings.auth.enabled else None
         self.grpc = (
-            OtlpGrpcReceiver(settings.grpc, self.ingest, SHUTDOWN_GRACE_SECONDS, authenticator)
+            OtlpGrpcReceiver(settings.grpc, self.ingest, SHUTDOWN_GRACE_SECONDS, authenticator, reuse_port=worker)
             if settings.grpc
             else None
         )
         self.http = (
-            OtlpHttpReceiver(settings.http, self.ingest, SHUTDOWN_GRACE_SECONDS, authenticator)
+            OtlpHttpReceiver(settings.http, self.ingest, SHUTDOWN_GRACE_SECONDS, authenticator, reuse_port=worker)
             if settings.http
             else None
         )
@@ -133,6 +136,7 @@ class Gateway:
             exposition=self.exposition,
             details=self.details,
             settled=self.derivation_settled,
+            state=self._state_dump if worker else None,
         )
         self._started = False
 
@@ -146,6 +150,11 @@ class Gateway:
         for name, exporter in self.exporters.items():
             state[f"exporter/{name}"] = exporter.ready()
         return state
+
+    async def _state_dump(self) -> bytes:
+        from gateway.workers.snapshot import dump_state  # only workers serve it
+
+        return await dump_state(self.store, self.otlp_metrics, self.collector.extra_sources())
 
     def details(self) -> dict[str, object]:
         """Informational /health/ready state that does not affect readiness (a degraded budget store)."""

@@ -14,8 +14,8 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from gateway.log import configure_logging, get_logger
-from gateway.settings import ConfigError, load_settings
+from gateway.log import LogFormat, configure_logging, get_logger
+from gateway.settings import ConfigError, Settings, load_settings
 
 EXIT_CONFIG = 2
 EXIT_STARTUP = 1
@@ -64,22 +64,33 @@ def _hash_key() -> int:
     return 0
 
 
-async def _serve(config_path: str | None) -> int:
-    from gateway.app import Gateway  # imported late: building it loads price data
+def _stop_event() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
 
+
+async def _serve(config_path: str | None, log_format: LogFormat = "json", log_level: str = "info") -> int:
     log = get_logger("cli")
     try:
         settings = load_settings(config_path)
+        if settings.workers > 1 and config_path is not None:  # the defaults say 1
+            from gateway.registry import build_exporter
+
+            for exporter in settings.exporters:  # as Gateway() does: a bad option stops us before any worker
+                build_exporter(exporter)
+            return await _supervise(settings, config_path, log_format, log_level)
+        from gateway.app import Gateway  # imported late: building it loads price data
+
         gateway = Gateway(settings)
     except ConfigError as exc:
         log.error("invalid_config", key=exc.path, error=exc.message)
         print(f"otel-ai-gateway: invalid configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     tune_gc()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = _stop_event()
     try:
         await gateway.run(stop)
     except OSError as exc:
@@ -89,9 +100,28 @@ async def _serve(config_path: str | None) -> int:
     return 0
 
 
+async def _supervise(settings: Settings, config_path: str, log_format: LogFormat, log_level: str) -> int:
+    """``workers: N`` (N > 1): this process only supervises; gateway/workers/ and docs/workers.md."""
+    from gateway.workers.supervisor import Launch, Supervisor
+
+    supervisor = Supervisor(settings, Launch(config_path, log_format, log_level))
+    try:
+        code = await supervisor.run(_stop_event())
+    except OSError as exc:
+        get_logger("cli").error("startup_failed", error=str(exc))
+        print(f"otel-ai-gateway: cannot start: {exc}", file=sys.stderr)
+        return EXIT_STARTUP
+    if supervisor.failure is not None:
+        what = "invalid configuration" if code == EXIT_CONFIG else "cannot start"
+        print(f"otel-ai-gateway: {what}: {supervisor.failure}", file=sys.stderr)
+    elif code != 0:
+        print(f"otel-ai-gateway: a worker did not stop cleanly (exit code {code}); see the log", file=sys.stderr)
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "hash-key":
         return _hash_key()
     configure_logging(args.log_format, args.log_level)
-    return asyncio.run(_serve(args.config))
+    return asyncio.run(_serve(args.config, args.log_format, args.log_level))

@@ -204,6 +204,9 @@ class Settings:
     spanmetrics: SpanMetricsSettings = field(default_factory=SpanMetricsSettings)
     resource: ResourceSettings = field(default_factory=ResourceSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
+    # Processes sharing the receiver ports (SO_REUSEPORT) behind one merged /metrics: docs/workers.md.
+    # 1 runs the gateway in this process, exactly as without the key.
+    workers: int = 1
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -245,7 +248,18 @@ def parse_settings(text: str, environ: Mapping[str, str]) -> Settings:
 def settings_from_mapping(raw: Mapping[str, Any]) -> Settings:
     reject_unknown(
         raw,
-        ("receivers", "prometheus", "exporters", "pipelines", "genai", "auth", "resource", "spanmetrics", "limits"),
+        (
+            "receivers",
+            "prometheus",
+            "exporters",
+            "pipelines",
+            "genai",
+            "auth",
+            "resource",
+            "spanmetrics",
+            "limits",
+            "workers",
+        ),
         "",
     )
     defaults = Settings()
@@ -253,7 +267,7 @@ def settings_from_mapping(raw: Mapping[str, Any]) -> Settings:
     exporters = _exporters(raw.get("exporters", _DEFAULT), defaults.exporters)
     pipelines = _pipelines(raw.get("pipelines", _DEFAULT), defaults.pipelines, {e.name for e in exporters})
     genai_raw = raw.get("genai")
-    return Settings(
+    settings = Settings(
         grpc=grpc,
         http=http,
         prometheus=_prometheus(expect_mapping(raw.get("prometheus"), "prometheus")),
@@ -264,10 +278,49 @@ def settings_from_mapping(raw: Mapping[str, Any]) -> Settings:
         resource=ResourceSettings.from_mapping(expect_mapping(raw.get("resource"), "resource"), "resource"),
         spanmetrics=SpanMetricsSettings.from_mapping(expect_mapping(raw.get("spanmetrics"), "spanmetrics")),
         limits=LimitsSettings.from_mapping(expect_mapping(raw.get("limits"), "limits")),
+        workers=read_workers(raw["workers"]) if "workers" in raw else defaults.workers,
     )
+    _check_workers(settings)
+    return settings
 
 
 _DEFAULT: Any = object()
+
+
+def available_cores() -> int:
+    """The cores this process may run on (a container's cpuset, taskset), not the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def read_workers(value: Any, path: str = "workers") -> int:
+    """``workers``: an integer >= 1, or ``auto`` for one worker per available core."""
+    if value == "auto":
+        return available_cores()
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(path, f"expected an integer >= 1 or 'auto', got {value!r}")
+    if value < 1:
+        raise ConfigError(path, f"must be >= 1 or 'auto', got {value}")
+    return value
+
+
+def _check_workers(settings: Settings) -> None:
+    """What several worker processes cannot share without help, refused before anything starts.
+
+    Budgets: each worker counts the leaf calls it received, so without a shared store every worker
+    would report a fraction of a tenant's usage; Redis already sums replicas (docs/budgets.md).
+    """
+    if settings.workers == 1:
+        return
+    budgets = settings.genai.budgets
+    if settings.genai.enabled and budgets.enabled and not budgets.store:
+        raise ConfigError(
+            "genai.budget_store",
+            f"required with workers: {settings.workers} (each worker counts its own share of a tenant's usage; "
+            "a redis:// store sums them)",
+        )
 
 
 def _receivers(value: Any, defaults: Settings) -> tuple[GrpcReceiverSettings | None, HttpReceiverSettings | None]:

@@ -24,6 +24,9 @@ Readiness = Callable[[], Mapping[str, bool]]
 # Informational state that must not flip readiness (e.g. a degraded budget store: ingest goes on).
 Details = Callable[[], Mapping[str, object]]
 Settled = Callable[[], Awaitable[None]]  # returns once derivation has caught up with accepted data
+# A worker's whole metric state as data (gateway/workers/snapshot.py), for the supervisor's merge.
+StateDump = Callable[[], Awaitable[bytes]]
+STATE_PATH = "/internal/state"
 
 
 class MetricsServer:
@@ -35,8 +38,10 @@ class MetricsServer:
         exposition: Exposition | None = None,
         details: Details | None = None,
         settled: Settled | None = None,
+        state: StateDump | None = None,
     ) -> None:
         self._endpoint = endpoint
+        self._state = state
         self._settled = settled
         self._details = details
         self._registry = registry
@@ -51,7 +56,15 @@ class MetricsServer:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/health/live", self._live)
         app.router.add_get("/health/ready", self._ready)
+        if self._state is not None:  # only a worker's private loopback endpoint serves it
+            app.router.add_get(STATE_PATH, self._state_dump)
         return app
+
+    async def _state_dump(self, request: web.Request) -> web.Response:
+        assert self._state is not None
+        if self._settled is not None:
+            await self._settled()  # as for /metrics: every accepted batch is in the numbers
+        return web.Response(body=await self._state(), content_type="application/json")
 
     async def _metrics(self, request: web.Request) -> web.StreamResponse:
         if self._settled is not None:

@@ -138,13 +138,16 @@ def labels_text(pairs: LabelPairs) -> str:
 
 
 class OtlpCounterSeries:
-    __slots__ = ("exemplar", "labels_text", "start", "time", "updated", "value")
+    __slots__ = ("delta", "exemplar", "labels_text", "start", "time", "updated", "value")
 
     def __init__(self, text: str, now: float) -> None:
         self.value = 0.0
         self.exemplar: Exemplar | None = None
         self.start = 0
         self.time = 0
+        # True when this process accumulated delta points: with ``workers: N`` each worker holds a
+        # part of the total (summed on merge), while a cumulative stream's newest copy is the total.
+        self.delta = False
         self.updated = now
         self.labels_text: str | None = text
 
@@ -182,6 +185,16 @@ class ExponentialState:
                 merged[index >> shift] = merged.get(index >> shift, 0) + count
             setattr(self, name, merged)
         self.scale = scale
+
+    def merge(self, other: ExponentialState) -> None:
+        """Add another state's counts (a worker's share of a delta stream), at the coarser scale."""
+        self.downscale(other.scale)
+        shift = other.scale - self.scale
+        self.zero_count += other.zero_count
+        self.zero_threshold = max(self.zero_threshold, other.zero_threshold)
+        for source, target in ((other.positive, self.positive), (other.negative, self.negative)):
+            for index, count in source.items():
+                target[index >> shift] = target.get(index >> shift, 0) + count
 
     def add(self, point: ExponentialHistogramDataPoint) -> None:
         self.downscale(point.scale)
@@ -263,6 +276,7 @@ class OtlpHistogramSeries:
         "bounds",
         "count",
         "counts",
+        "delta",
         "exemplars",
         "exponential",
         "labels_text",
@@ -281,6 +295,7 @@ class OtlpHistogramSeries:
         self.start = 0
         self.time = 0
         self.exponential: ExponentialState | None = None
+        self.delta = False  # as OtlpCounterSeries.delta
         self.updated = now
         self.labels_text: str | None = text
 
@@ -562,6 +577,8 @@ class OtlpMetricsProcessor:
             series.quantiles = sorted((q.quantile, q.value) for q in point.quantile_values)
             series.sum = point.sum
             series.count = point.count
+        if delta and not isinstance(series, OtlpGaugeSeries | OtlpSummarySeries):
+            series.delta = True
         series.time = time
         return True
 

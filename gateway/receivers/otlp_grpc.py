@@ -36,8 +36,13 @@ class OtlpGrpcReceiver:
         ingest: Ingest,
         shutdown_grace: float = 5.0,
         authenticator: ApiKeyAuthenticator | None = None,
+        *,
+        reuse_port: bool = False,
     ) -> None:
         self._settings = settings
+        # SO_REUSEPORT only for the worker processes of one gateway (docs/workers.md): a second,
+        # unrelated gateway on the same port must fail to bind rather than silently share it.
+        self._reuse_port = reuse_port
         self._authenticator = authenticator
         self._ingest = ingest
         self._grace = shutdown_grace
@@ -98,7 +103,7 @@ class OtlpGrpcReceiver:
         server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", self._settings.max_recv_msg_size),
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", 1 if self._reuse_port else 0),
             ]
         )
         handlers = [

@@ -60,8 +60,13 @@ class OtlpHttpReceiver:
         ingest: Ingest,
         shutdown_grace: float = 5.0,
         authenticator: ApiKeyAuthenticator | None = None,
+        *,
+        reuse_port: bool = False,
     ) -> None:
         self._settings = settings
+        # SO_REUSEPORT only for the worker processes of one gateway (docs/workers.md): a second,
+        # unrelated gateway on the same port must fail to bind rather than silently share it.
+        self._reuse_port = reuse_port
         self._authenticator = authenticator
         self._ingest = ingest
         self._grace = shutdown_grace
@@ -153,7 +158,11 @@ class OtlpHttpReceiver:
         endpoint = self._settings.endpoint
         tls = self._settings.tls
         site = web.TCPSite(
-            runner, endpoint.host, endpoint.port, reuse_port=False, ssl_context=tls.ssl_context() if tls else None
+            runner,
+            endpoint.host,
+            endpoint.port,
+            reuse_port=self._reuse_port,
+            ssl_context=tls.ssl_context() if tls else None,
         )
         try:
             await site.start()

@@ -8,6 +8,9 @@ Scenarios:
   tiny spans over OTLP/gRPC) for 60 s, CPU % and RSS next to the published collector and rotel.
 * ``soak``: ``--minutes`` (default 10) at half of ``--rate`` against a backend that goes down every
   30 s, sampling RSS, open fds and the exporter queue; see ``benchmarks/soak.py``.
+* ``scaling``: gateway-full with ``workers: 1`` and ``workers: N`` (one per allowed core, at least
+  2), closed loop at 512 spans/request over several connections (the kernel balances connections,
+  not requests), plus one gRPC row over a single connection to show that it sticks to one worker.
 
 Each measurement starts a fresh target pinned to its own core, warms up, measures a fixed window
 and stops; see ``benchmarks/measure.py``. Results go to ``benchmarks/RESULTS.md`` (generated
@@ -17,6 +20,7 @@ sections only), ``benchmarks/ingest.png`` and ``benchmarks/results-<scenario>.js
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import importlib.metadata
 import json
@@ -54,7 +58,7 @@ OPEN_LOOP_MAX_IN_FLIGHT = 64
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ingest", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenario", choices=("matrix", "trace10kSPS", "soak"), default="matrix")
+    parser.add_argument("--scenario", choices=("matrix", "trace10kSPS", "soak", "scaling"), default="matrix")
     parser.add_argument("--minutes", type=float, default=10.0, help="soak: how long (default 10)")
     parser.add_argument(
         "--rate",
@@ -201,6 +205,78 @@ def run_trace10k(
         _log(_describe(row))
         rows.append(row)
     return rows
+
+
+SCALING_BATCH = 512
+SCALING_CONCURRENCY = 16  # calls in flight: enough for two busy workers
+SCALING_CHANNELS = 8  # gRPC connections (HTTP: up to SCALING_CONCURRENCY keep-alive connections)
+
+
+def scaling_plans(plan: CorePlan) -> list[tuple[int, CorePlan]]:
+    """(workers, cores) per row: 1 worker on the usual target core; N workers on N cores, which on a
+    2-core machine includes the load generator's and the sink's core (said in the report)."""
+    cpus = sorted(plan.target | plan.load)  # this process already moved itself to the load's cores
+    widest = max(2, len(cpus))
+    plans = [(1, plan)]
+    plans.append((widest, CorePlan(frozenset(cpus[:widest]), plan.load)))
+    return plans
+
+
+def run_scaling(
+    transports: Sequence[Transport],
+    *,
+    plan: CorePlan,
+    caps: GatewayCaps,
+    sink: str,
+    workdir: Path,
+    warmup_s: float,
+    duration_s: float,
+) -> list[tuple[int, int, Measurement]]:
+    """gateway-full at 1 and N workers (rows: workers, connections, measurement), same load each."""
+    rows: list[tuple[int, int, Measurement]] = []
+    base = TARGETS["gateway-full"]
+    for transport in transports:
+        channels = SCALING_CHANNELS if transport == "grpc" else SCALING_CONCURRENCY
+        runs = [(workers, cores, channels) for workers, cores in scaling_plans(plan)]
+        if transport == "grpc":
+            runs.append((runs[-1][0], runs[-1][1], 1))  # one connection: the caveat, measured
+        for workers, cores, connections in runs:
+            spec = dataclasses.replace(base, name=f"gateway-full-w{workers}", workers=workers)
+            row = measure(
+                spec,
+                transport,
+                SCALING_BATCH,
+                plan=cores,
+                workdir=workdir,
+                caps=caps,
+                sink_address=sink,
+                warmup_s=warmup_s,
+                duration_s=duration_s,
+                concurrency=SCALING_CONCURRENCY,
+                channels=connections if transport == "grpc" else 1,
+            )
+            _log(f"workers={workers} connections={connections} cores={sorted(cores.target)} " + _describe(row))
+            rows.append((workers, connections, row))
+    return rows
+
+
+def scaling_table(rows: Sequence[tuple[int, int, Measurement]]) -> str:
+    lines = [
+        "| transport | workers | connections | spans/s | forwarded spans/s | gateway CPU (cores) "
+        "| spans per CPU-second | speed-up vs 1 worker | p99 ms | peak RSS MiB (tree) | status |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    single = {row.transport: row.spans_per_s for workers, _, row in rows if workers == 1}
+    for workers, connections, row in rows:
+        base = single.get(row.transport) or 0.0
+        speedup = f"{row.spans_per_s / base:.2f}x" if base else "-"
+        lines.append(
+            f"| {row.transport} | {workers} | {connections} | {row.spans_per_s:,.0f} "
+            f"| {row.forwarded_spans_per_s:,.0f} | {row.cpu_util:.2f} | {row.spans_per_cpu_s:,.0f} | {speedup} "
+            f"| {row.p99_ms:.0f} "
+            f"| {row.peak_rss_mib:.0f} | {row.status} |"
+        )
+    return "\n".join(lines)
 
 
 def _versions() -> dict[str, str]:
@@ -353,6 +429,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 duration_s=duration_s,
                 half_load=not args.no_half_load,
             )
+        elif scenario == "scaling":
+            wanted = _csv(args.transports)
+            scaling = run_scaling(
+                [t for t in ("grpc", "http") if t in wanted],
+                plan=plan,
+                caps=caps,
+                sink=sink,
+                workdir=workdir,
+                warmup_s=warmup_s,
+                duration_s=duration_s,
+            )
+            rows = [row for _, _, row in scaling]
         else:
             rows = run_trace10k(
                 targets, plan=plan, caps=caps, sink=sink, workdir=workdir, warmup_s=warmup_s, duration_s=duration_s
@@ -384,6 +472,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             ]
         )
         sections = {"matrix": body}
+    elif scenario == "scaling":
+        cores = sorted(scaling_plans(plan)[-1][1].target)
+        note = (
+            f"1 worker runs on CPU {sorted(plan.target)} as in the matrix; {len(cores)} workers run on CPU {cores}, "
+            f"which includes CPU {sorted(plan.load)} where the load generator and the rotel sink run: on a 2-core "
+            "machine the second worker competes with them, so the speed-up is a lower bound. Gateway CPU and RSS "
+            "are the whole process tree (supervisor + workers); spans per CPU-second counts forwarded spans."
+        )
+        sections = {"scaling": header + "\n- **cores**: " + note + "\n\n" + scaling_table(scaling)}
     else:
         sections = {"trace10ksps": header + "\n\n" + report.trace10k_table(rows)}
     print("\n\n".join(sections.values()))

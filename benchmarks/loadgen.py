@@ -52,6 +52,9 @@ class LoadSpec:
     rate_rps: float | None = None  # requests per second; None = closed loop (as fast as answered)
     pool: int = 16
     drain_s: float = 10.0
+    # gRPC: channels (TCP connections) the calls are spread over; one long-lived connection sticks
+    # to one process of a ``workers: N`` gateway (HTTP already uses up to ``concurrency`` connections).
+    channels: int = 1
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -117,25 +120,35 @@ class _Recorder:
                 self.window_failed += 1
 
 
-async def _grpc_sender(address: str) -> tuple[Sender, Callable[[], Awaitable[None]]]:
+async def _grpc_sender(address: str, channels: int = 1) -> tuple[Sender, Callable[[], Awaitable[None]]]:
     import grpc
 
-    channel = grpc.aio.insecure_channel(
-        address,
-        options=[("grpc.max_send_message_length", _MAX_MESSAGE), ("grpc.max_receive_message_length", _MAX_MESSAGE)],
-    )
-    await asyncio.wait_for(channel.channel_ready(), timeout=10.0)
+    options = [("grpc.max_send_message_length", _MAX_MESSAGE), ("grpc.max_receive_message_length", _MAX_MESSAGE)]
+    if channels > 1:  # otherwise channels to one address share one subchannel, i.e. one connection
+        options.append(("grpc.use_local_subchannel_pool", 1))
+    opened = [grpc.aio.insecure_channel(address, options=options) for _ in range(channels)]
+    await asyncio.wait_for(asyncio.gather(*(c.channel_ready() for c in opened)), timeout=10.0)
     # No serializers: the request is the bytes we pre-serialized, the answer stays bytes.
-    export = channel.unary_unary(TRACE_EXPORT_METHOD)
+    exports = [channel.unary_unary(TRACE_EXPORT_METHOD) for channel in opened]
+    # Each call goes to the channel with the fewest calls in flight, as a sender with one consumer per
+    # connection does: round robin would hold every connection to the pace of the slowest worker.
+    in_flight = [0] * len(exports)
 
     async def send(request: bytes) -> str | None:
+        index = in_flight.index(min(in_flight))
+        in_flight[index] += 1
         try:
-            await export(request, timeout=_CALL_TIMEOUT_S)
+            await exports[index](request, timeout=_CALL_TIMEOUT_S)
         except grpc.aio.AioRpcError as exc:
             return f"grpc_{exc.code().name}"
+        finally:
+            in_flight[index] -= 1
         return None
 
-    return send, channel.close
+    async def close() -> None:
+        await asyncio.gather(*(channel.close() for channel in opened))
+
+    return send, close
 
 
 async def _http_sender(address: str, concurrency: int) -> tuple[Sender, Callable[[], Awaitable[None]]]:
@@ -164,7 +177,7 @@ async def run(spec: LoadSpec) -> LoadSummary:
     load = prepare(spec.workload, spec.batch_size, pool=spec.pool)
     requests: Iterator[bytes] = cycle(load.requests)
     if spec.transport == "grpc":
-        send, close = await _grpc_sender(spec.address)
+        send, close = await _grpc_sender(spec.address, spec.channels)
     else:
         send, close = await _http_sender(spec.address, spec.concurrency)
     recorder = _Recorder(load.spans_per_request)

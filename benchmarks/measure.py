@@ -178,6 +178,7 @@ def measure(
     rate_rps: float | None = None,
     workload: Workload = "genai",
     profile_to: Path | None = None,
+    channels: int = 1,
 ) -> Measurement:
     """Run one bounded measurement; never raises for a target problem, reports it in ``status``."""
     row = Measurement(
@@ -199,7 +200,7 @@ def measure(
         row.status = f"failed: {exc}"[:300]
         return row
     try:
-        _drive(target, row, plan, warmup_s, duration_s, profile_to)
+        _drive(target, row, plan, warmup_s, duration_s, profile_to, channels)
         if pending is not None and row.status == "ok":
             row.status = pending
     finally:
@@ -216,6 +217,7 @@ def _drive(
     warmup_s: float,
     duration_s: float,
     profile_to: Path | None,
+    channels: int = 1,
 ) -> None:
     load = LoadSpec(
         transport=row.transport,  # type: ignore[arg-type]
@@ -226,6 +228,7 @@ def _drive(
         warmup_s=warmup_s,
         duration_s=duration_s,
         rate_rps=row.rate_rps,
+        channels=channels,
     )
     cpus = plan.load
     stderr_path = target.workdir / "loadgen.stderr"

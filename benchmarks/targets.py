@@ -60,6 +60,7 @@ class TargetSpec:
     uvloop: bool = False
     default_gc: bool = False
     description: str = ""
+    workers: int = 1  # the gateway's ``workers: N`` (the scaling scenario); its CPU is the whole process tree
 
 
 TARGETS: Mapping[str, TargetSpec] = {
@@ -291,7 +292,9 @@ def probe_gateway() -> GatewayCaps:
     )
 
 
-def gateway_config(*, derive: bool, sink_address: str | None, caps: GatewayCaps | None = None) -> dict[str, Any]:
+def gateway_config(
+    *, derive: bool, sink_address: str | None, caps: GatewayCaps | None = None, workers: int = 1
+) -> dict[str, Any]:
     """The benchmark's gateway config: loopback port 0 everywhere, info logs (start/stop only).
 
     Forwarding is uncompressed OTLP/gRPC to the sink, as rotel is run, so both do the same work.
@@ -306,6 +309,8 @@ def gateway_config(*, derive: bool, sink_address: str | None, caps: GatewayCaps 
         "exporters": exporters,
         "pipelines": {"traces": {"exporters": list(exporters)}, "metrics": {}, "logs": {}},
     }
+    if workers > 1:
+        config["workers"] = workers
     if not derive and caps is not None:
         if caps.genai_switch:
             config["genai"] = {"enabled": False}
@@ -320,7 +325,7 @@ def _start_gateway(
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / "gateway.yaml"
     forward_to = sink_address if spec.forward and caps.can_forward() else None
-    config = gateway_config(derive=spec.derive, sink_address=forward_to, caps=caps)
+    config = gateway_config(derive=spec.derive, sink_address=forward_to, caps=caps, workers=spec.workers)
     config_path.write_text(json.dumps(config, indent=2))  # JSON is YAML
     command = [sys.executable, "-m", "benchmarks.gateway_main", "--config", str(config_path), "--log-level", "info"]
     if spec.uvloop:
@@ -348,6 +353,8 @@ def _start_gateway(
             if not started.is_set() and '"gateway_started"' in line:
                 with contextlib.suppress(ValueError):
                     event = json.loads(line)
+                    if spec.workers > 1 and event.get("component") != "workers/supervisor":
+                        continue  # a worker's own start: the supervisor's says all are up, with the public ports
                     ports.update(grpc=event["grpc_port"], http=event["http_port"], metrics=event["metrics_port"])
                     started.set()
         started.set()  # exited: wake the waiter

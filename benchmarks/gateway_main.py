@@ -37,6 +37,21 @@ def _report_slow_callbacks(threshold_ms: float) -> None:
 
     asyncio.events.Handle._run = timed  # type: ignore[method-assign,assignment]
 
+    import gc
+
+    started: list[float] = [0.0]
+
+    def collection(phase: str, info: dict[str, int]) -> None:  # a collection is part of a callback's time
+        if phase == "start":
+            started[0] = time.perf_counter()
+            return
+        elapsed_ms = (time.perf_counter() - started[0]) * 1000
+        if elapsed_ms >= threshold_ms / 4:
+            line = {"event": "slow_gc", "ms": round(elapsed_ms, 2), "generation": info["generation"]}
+            print(json.dumps(line), file=sys.stderr, flush=True)
+
+    gc.callbacks.append(collection)
+
 
 def main(argv: list[str]) -> int:
     if "--slow-callbacks" in argv:

@@ -49,6 +49,9 @@ DEFAULT_TARGETS = (
     "gateway-derive",
     "gateway-forward",
 )
+HALF_LOAD_SCRAPE_EVERY_S = 2.5
+"""A forwarding gateway's latency is measured twice: without scrapes, and with /metrics fetched this
+often (a short Prometheus interval, so that a 6 s window holds two scrapes)."""
 HALF_LOAD_TARGETS = ("rotel-forward", "gateway-full", "gateway-full-uvloop", "gateway-derive")
 TRACE10K_TARGETS = ("rotel-forward", "gateway-full", "gateway-derive")
 # Closed-loop calls in flight: enough to keep a one-core target busy without hiding its latency.
@@ -95,6 +98,7 @@ def _describe(row: Measurement) -> str:
         f"{row.target:20} {row.transport:4} batch={row.batch_size:<4} {row.mode:4} "
         f"spans/s={row.spans_per_s:>10,.0f} cpu={row.cpu_util:4.2f} spans/cpu-s={row.spans_per_cpu_s:>10,.0f} "
         f"rss={row.peak_rss_mib:5.0f}MiB p50={row.p50_ms:6.1f}ms p99={row.p99_ms:6.1f}ms {row.status}"
+        + (f" scrapes={row.scrapes}x{row.scrape_mib:.1f}MiB" if row.scrape_every_s is not None else "")
     )
 
 
@@ -172,6 +176,24 @@ def _half_load(
         )
         _log(_describe(row))
         rows.append(row)
+        if TARGETS[base.target].kind == "gateway" and TARGETS[base.target].forward:
+            # The same load with a Prometheus scraping the whole exposition during the window.
+            scraped = measure(
+                TARGETS[base.target],
+                base.transport,  # type: ignore[arg-type]
+                base.batch_size,
+                plan=plan,
+                workdir=workdir,
+                caps=caps,
+                sink_address=sink,
+                warmup_s=warmup_s,
+                duration_s=duration_s,
+                concurrency=OPEN_LOOP_MAX_IN_FLIGHT,
+                rate_rps=rate,
+                scrape_every_s=HALF_LOAD_SCRAPE_EVERY_S,
+            )
+            _log(_describe(scraped))
+            rows.append(scraped)
     return rows
 
 

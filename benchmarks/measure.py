@@ -63,6 +63,12 @@ class Measurement:
     forwarded_spans_per_s: float | None = None  # forwarding gateway: spans its exporter sent, in the window
     request_bytes: float = 0.0
     profile: str | None = None
+    # Latency rows only: /metrics fetched every this many seconds during the window, as Prometheus
+    # would, and what those scrapes cost (the body is the whole exposition).
+    scrape_every_s: float | None = None
+    scrapes: int = 0
+    scrape_mib: float = 0.0
+    scrape_max_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,6 +76,32 @@ class Measurement:
     @staticmethod
     def from_dict(data: dict[str, Any]) -> Measurement:
         return Measurement(**data)
+
+
+class _Scraper:
+    """Fetches the whole /metrics every ``every_s`` seconds during the window, like a Prometheus."""
+
+    def __init__(self, url: str, every_s: float) -> None:
+        self._url = url
+        self._every_s = every_s
+        self._stop = threading.Event()
+        self.durations: list[float] = []
+        self.sizes: list[int] = []
+        self._thread = threading.Thread(target=self._run, name="scraper", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every_s):
+            started = time.monotonic()
+            with contextlib.suppress(OSError), urllib.request.urlopen(self._url, timeout=30) as response:
+                self.sizes.append(len(response.read()))
+                self.durations.append(time.monotonic() - started)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 class _RssSampler:
@@ -179,6 +211,7 @@ def measure(
     workload: Workload = "genai",
     profile_to: Path | None = None,
     channels: int = 1,
+    scrape_every_s: float | None = None,
 ) -> Measurement:
     """Run one bounded measurement; never raises for a target problem, reports it in ``status``."""
     row = Measurement(
@@ -189,6 +222,7 @@ def measure(
         mode="max" if rate_rps is None else "rate",
         concurrency=concurrency,
         rate_rps=rate_rps,
+        scrape_every_s=scrape_every_s,
     )
     if spec.uvloop and importlib.util.find_spec("uvloop") is None:
         row.status = "skipped: uvloop not installed (pip install -e '.[bench]')"
@@ -244,6 +278,14 @@ def _drive(
     watchdog = threading.Timer(warmup_s + duration_s + load.drain_s + 60.0, process.kill)
     watchdog.start()
     sampler = _RssSampler(target.pid)
+    # A latency row (open loop) reads no counters inside its window: a scrape of a large exposition
+    # would delay the very calls it measures. Only what ``scrape_every_s`` asks for is scraped then.
+    count_forwarded = row.mode == "max"
+    scraper = (
+        _Scraper(target.metrics_url, row.scrape_every_s)
+        if row.scrape_every_s is not None and target.metrics_url is not None
+        else None
+    )
     profiler: subprocess.Popen[bytes] | None = None
     cpu_start = cpu_end = None
     sent_start = sent_end = None
@@ -258,14 +300,18 @@ def _drive(
                 # CPU first: a scrape of a saturated gateway can take a second, and must not shift
                 # the CPU window against the load generator's window.
                 cpu_start, wall_start = procstat.cpu_seconds(target.pid), time.monotonic()
-                sent_start = _sent_spans(target)
+                sent_start = _sent_spans(target) if count_forwarded else None
                 sampler.start()
+                if scraper is not None:
+                    scraper.start()
                 if profile_to is not None:
                     profiler = _start_profiler(target.pid, duration_s, profile_to, plan.load)
             elif name == "window_end":
                 cpu_end, wall_end = procstat.cpu_seconds(target.pid), time.monotonic()
                 sampler.stop()
-                sent_end = _sent_spans(target)
+                if scraper is not None:
+                    scraper.stop()
+                sent_end = _sent_spans(target) if count_forwarded else None
             elif name == "done":
                 summary = event["summary"]
         process.wait(30)
@@ -310,6 +356,10 @@ def _drive(
     row.errors = summary["errors"]
     row.sent_ok_spans = summary["total_ok_spans"]
     row.request_bytes = summary["request_bytes"]
+    if scraper is not None and scraper.sizes:
+        row.scrapes = len(scraper.sizes)
+        row.scrape_mib = max(scraper.sizes) / MIB
+        row.scrape_max_s = max(scraper.durations)
     if profile_to is not None and profile_to.exists():
         row.profile = str(profile_to)
     if target.metrics_url is not None:

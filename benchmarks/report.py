@@ -79,18 +79,31 @@ def matrix_table(rows: Sequence[Measurement]) -> str:
 def latency_table(rows: Sequence[Measurement]) -> str:
     """Open-loop rows: export-call latency when the target runs at a fixed share of its capacity."""
     lines = [
-        "| target | transport | batch | offered spans/s | CPU (cores) | p50 ms | p99 ms | peak RSS MiB | status |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        "| target | transport | batch | offered spans/s | /metrics scraped | CPU (cores) | p50 ms | p99 ms "
+        "| peak RSS MiB | status |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---|",
     ]
     for row in rows:
         if row.mode != "rate" or row.workload != "genai":
             continue
         offered = (row.rate_rps or 0.0) * row.batch_size
         lines.append(
-            f"| {row.target} | {row.transport} | {row.batch_size} | {_fmt_int(offered)} | {row.cpu_util:.2f} "
-            f"| {_fmt_ms(row.p50_ms)} | {_fmt_ms(row.p99_ms)} | {row.peak_rss_mib:.0f} | {_status_cell(row)} |"
+            f"| {row.target} | {row.transport} | {row.batch_size} | {_fmt_int(offered)} | {_scrapes_cell(row)} "
+            f"| {row.cpu_util:.2f} | {_fmt_ms(row.p50_ms)} | {_fmt_ms(row.p99_ms)} | {row.peak_rss_mib:.0f} "
+            f"| {_status_cell(row)} |"
         )
     return "\n".join(lines)
+
+
+def _scrapes_cell(row: Measurement) -> str:
+    if row.scrape_every_s is None:
+        return "no"
+    if not row.scrapes:
+        return f"every {row.scrape_every_s:g} s: none completed"
+    return (
+        f"every {row.scrape_every_s:g} s: {row.scrapes} x {row.scrape_mib:.1f} MiB, "
+        f"longest {row.scrape_max_s * 1000:.0f} ms"
+    )
 
 
 def trace10k_table(rows: Sequence[Measurement]) -> str:

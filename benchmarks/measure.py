@@ -341,10 +341,15 @@ def _drive(
     if sent_start is not None and sent_end is not None:
         # A forwarding gateway acknowledges once a batch is queued: count what it really sent on, so a
         # growing queue (a sink that cannot keep up) never inflates the figure.
-        forwarded = int(sent_end[SENT] - sent_start[SENT])
-        row.forwarded_spans_per_s = forwarded / wall if wall else 0.0
+        # What the exporter did not keep up with is the growth of its backlog (accepted - sent) over the
+        # window. Both counters come from the same scrape, and a scrape of a saturated gateway can take
+        # seconds (it waits for derivation, then yields between chunks): comparing the sent counter's
+        # delta with the window's length instead would take that delay for a slow exporter.
+        backlog_start = int(sent_start[ACCEPTED] - sent_start[SENT])
         row.backlog_spans = int(sent_end[ACCEPTED] - sent_end[SENT])
-        spans = min(spans, forwarded)
+        behind = max(0, row.backlog_spans - backlog_start)
+        spans = max(0, spans - behind)
+        row.forwarded_spans_per_s = spans / row.window_s if row.window_s else 0.0
     row.spans_per_cpu_s = spans / cpu if cpu > 0 else 0.0
     row.peak_rss_mib = procstat.peak_rss_bytes(target.pid) / MIB
     row.mean_rss_mib = sum(sampler.samples) / len(sampler.samples) / MIB if sampler.samples else 0.0

@@ -161,25 +161,12 @@ def _half_load(
         if base.spans_per_s <= 0:
             continue
         rate = 0.5 * base.spans_per_s / base.batch_size
-        row = measure(
-            TARGETS[base.target],
-            base.transport,  # type: ignore[arg-type]
-            base.batch_size,
-            plan=plan,
-            workdir=workdir,
-            caps=caps,
-            sink_address=sink,
-            warmup_s=warmup_s,
-            duration_s=duration_s,
-            concurrency=OPEN_LOOP_MAX_IN_FLIGHT,
-            rate_rps=rate,
-        )
-        _log(_describe(row))
-        rows.append(row)
-        if TARGETS[base.target].kind == "gateway" and TARGETS[base.target].forward:
-            # The same load with a Prometheus scraping the whole exposition during the window.
-            scraped = measure(
-                TARGETS[base.target],
+        spec = TARGETS[base.target]
+        # A forwarding gateway is measured again with a Prometheus scraping the whole exposition.
+        scrapes = (None, HALF_LOAD_SCRAPE_EVERY_S) if spec.kind == "gateway" and spec.forward else (None,)
+        for scrape_every_s in scrapes:
+            row = measure(
+                spec,
                 base.transport,  # type: ignore[arg-type]
                 base.batch_size,
                 plan=plan,
@@ -190,10 +177,10 @@ def _half_load(
                 duration_s=duration_s,
                 concurrency=OPEN_LOOP_MAX_IN_FLIGHT,
                 rate_rps=rate,
-                scrape_every_s=HALF_LOAD_SCRAPE_EVERY_S,
+                scrape_every_s=scrape_every_s,
             )
-            _log(_describe(scraped))
-            rows.append(scraped)
+            _log(_describe(row))
+            rows.append(row)
     return rows
 
 

@@ -5,9 +5,10 @@ or as a partial success), so metrics count exactly what was accepted: a batch re
 RESOURCE_EXHAUSTED is not derived, and the sender's retry is not counted twice. Derivation runs
 after the sender is answered, from a bounded backlog, in slices with a turn of the event loop
 between them: a 512-span request no longer holds the loop (and every other sender) for the ~10-15
-ms its derivation takes. Slices are ``SLICE_SPANS`` spans (a few ms), except when the backlog is
-half full (``SATURATED_BACKLOG_ITEMS``): senders then wait for derivation anyway, and a whole batch
-per slice pays each slice's fixed cost (merging into the store) less often. ``settled()`` waits for
+ms its derivation takes. Slices are ``SLICE_SPANS`` spans (a few ms; a batch of up to twice that is
+one slice), except when the backlog is half full (``SATURATED_BACKLOG_ITEMS``): senders then wait
+for derivation anyway, and a whole batch per slice pays each slice's fixed cost (merging into the
+store) less often. ``settled()`` waits for
 the backlog, so /metrics and shutdown see every accepted batch derived. A processor that fails on a
 batch is counted and skipped (the batch is still forwarded); an exporter that pushes back makes the
 pipeline raise, so the receiver answers 429 / RESOURCE_EXHAUSTED and the sender retries rather than
@@ -106,7 +107,12 @@ class Pipeline:
     async def _derive_backlog(self) -> None:
         while self._backlog:
             batch = self._backlog[0]
-            size = SLICE_SPANS if self._backlog_items < SATURATED_BACKLOG_ITEMS else SLICE_SPANS_SATURATED
+            if self._backlog_items >= SATURATED_BACKLOG_ITEMS:
+                size = SLICE_SPANS_SATURATED
+            elif batch.items <= 2 * SLICE_SPANS:
+                size = batch.items  # one short request: one slice, no extra turn of the loop for its tail
+            else:
+                size = SLICE_SPANS
             try:
                 for part in slices(batch, size):
                     self._derive(part)

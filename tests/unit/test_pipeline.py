@@ -122,6 +122,15 @@ async def test_below_saturation_a_batch_is_derived_in_small_slices() -> None:
     assert [SLICE_SPANS, SLICE_SPANS, 150 - 2 * SLICE_SPANS] == [len(names) for names in recorder.seen]
 
 
+async def test_a_batch_of_up_to_two_slices_is_derived_in_one() -> None:
+    """A 100-span request (the collector testbed's) is not cut into 64 + 36: one turn of the loop fewer."""
+    recorder = Recorder()
+    line = pipeline([recorder])
+    await line.consume(spans_batch(2 * SLICE_SPANS))
+    await line.settled()
+    assert [2 * SLICE_SPANS] == [len(names) for names in recorder.seen]
+
+
 async def test_with_the_backlog_half_full_batches_are_derived_in_large_slices(monkeypatch: pytest.MonkeyPatch) -> None:
     """At saturation, fewer and larger slices: each slice's fixed cost is paid less often.
 

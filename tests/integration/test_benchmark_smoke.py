@@ -15,6 +15,7 @@ from benchmarks.targets import TARGETS, CorePlan, probe_gateway
 
 BATCH = 16
 RATE_RPS = 20.0  # x 16 spans x ~2 s = a few hundred spans
+SCRAPE_EVERY_S = 0.5  # a Prometheus in the 1.5 s window: two or three scrapes
 
 
 def _tiny_measurement(workdir: Path) -> Measurement:
@@ -30,6 +31,7 @@ def _tiny_measurement(workdir: Path) -> Measurement:
         duration_s=1.5,
         concurrency=4,
         rate_rps=RATE_RPS,
+        scrape_every_s=SCRAPE_EVERY_S,
     )
 
 
@@ -48,6 +50,9 @@ def test_tiny_measurement_reports_and_gateway_counts_every_span(tmp_path: Path) 
     assert row.peak_rss_mib > 0 and row.max_rss_mib > 0
     assert 0 < row.p50_ms <= row.p99_ms
 
+    assert row.scrapes >= 1 and row.scrape_mib > 0 and row.scrape_max_s > 0
+
     table = report.latency_table([row])
     assert 3 == len(table.splitlines())
-    assert table.splitlines()[2].startswith(f"| gateway-derive | grpc | {BATCH} | ")
+    offered = f"{BATCH * RATE_RPS:,.0f}"
+    assert table.splitlines()[2].startswith(f"| gateway-derive | grpc | {BATCH} | {offered} | every 0.5 s: ")

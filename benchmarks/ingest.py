@@ -38,7 +38,8 @@ from benchmarks.loadgen import Transport
 from benchmarks.measure import Measurement, measure
 from benchmarks.profile import summarise
 from benchmarks.soak import run_soak, soak_table
-from benchmarks.targets import ROTEL_AGENT, TARGETS, CorePlan, GatewayCaps, probe_gateway, rotel_sink
+from benchmarks.targets import ROTEL_AGENT, TARGETS, CorePlan, GatewayCaps, TargetSpec, probe_gateway, rotel_sink
+from benchmarks.workload import Workload
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_TARGETS = (
@@ -102,56 +103,70 @@ def _describe(row: Measurement) -> str:
     )
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Bench:
+    """What every measurement of one command shares: the cores, the gateway's capabilities, the rotel
+    sink, the working directory and the measurement window."""
+
+    plan: CorePlan
+    caps: GatewayCaps
+    sink: str
+    workdir: Path
+    warmup_s: float
+    duration_s: float
+
+    def measure(
+        self,
+        spec: TargetSpec,
+        transport: Transport,
+        batch: int,
+        *,
+        concurrency: int,
+        rate_rps: float | None = None,
+        workload: Workload = "genai",
+        scrape_every_s: float | None = None,
+        channels: int = 1,
+        profile_to: Path | None = None,
+        plan: CorePlan | None = None,
+        warmup_s: float | None = None,
+    ) -> Measurement:
+        """One row in this run's conditions; ``plan`` and ``warmup_s`` override them for that row."""
+        return measure(
+            spec,
+            transport,
+            batch,
+            plan=plan or self.plan,
+            workdir=self.workdir,
+            caps=self.caps,
+            sink_address=self.sink,
+            warmup_s=self.warmup_s if warmup_s is None else warmup_s,
+            duration_s=self.duration_s,
+            concurrency=concurrency,
+            rate_rps=rate_rps,
+            workload=workload,
+            scrape_every_s=scrape_every_s,
+            channels=channels,
+            profile_to=profile_to,
+        )
+
+
 def run_matrix(
-    targets: Sequence[str],
-    transports: Sequence[Transport],
-    batch_sizes: Sequence[int],
-    *,
-    plan: CorePlan,
-    caps: GatewayCaps,
-    sink: str,
-    workdir: Path,
-    warmup_s: float,
-    duration_s: float,
-    half_load: bool,
+    targets: Sequence[str], transports: Sequence[Transport], batch_sizes: Sequence[int], bench: Bench, half_load: bool
 ) -> list[Measurement]:
     """Capacity of every combination, interleaving targets so rotel and the gateway share conditions."""
     rows: list[Measurement] = []
     for transport in transports:
         for batch in batch_sizes:
             for name in targets:
-                row = measure(
-                    TARGETS[name],
-                    transport,
-                    batch,
-                    plan=plan,
-                    workdir=workdir,
-                    caps=caps,
-                    sink_address=sink,
-                    warmup_s=warmup_s,
-                    duration_s=duration_s,
-                    concurrency=CONCURRENCY.get(batch, 8),
-                )
+                row = bench.measure(TARGETS[name], transport, batch, concurrency=CONCURRENCY.get(batch, 8))
                 _log(_describe(row))
                 rows.append(row)
     if half_load:
-        rows += _half_load(
-            rows, targets, plan=plan, caps=caps, sink=sink, workdir=workdir, warmup_s=warmup_s, duration_s=duration_s
-        )
+        rows += _half_load(rows, targets, bench)
     return rows
 
 
-def _half_load(
-    capacity: Sequence[Measurement],
-    targets: Sequence[str],
-    *,
-    plan: CorePlan,
-    caps: GatewayCaps,
-    sink: str,
-    workdir: Path,
-    warmup_s: float,
-    duration_s: float,
-) -> list[Measurement]:
+def _half_load(capacity: Sequence[Measurement], targets: Sequence[str], bench: Bench) -> list[Measurement]:
     """Latency at half of the measured capacity, for the largest batch size measured."""
     rows: list[Measurement] = []
     largest = max((r.batch_size for r in capacity), default=0)
@@ -165,16 +180,10 @@ def _half_load(
         # A forwarding gateway is measured again with a Prometheus scraping the whole exposition.
         scrapes = (None, HALF_LOAD_SCRAPE_EVERY_S) if spec.kind == "gateway" and spec.forward else (None,)
         for scrape_every_s in scrapes:
-            row = measure(
+            row = bench.measure(
                 spec,
                 base.transport,  # type: ignore[arg-type]
                 base.batch_size,
-                plan=plan,
-                workdir=workdir,
-                caps=caps,
-                sink_address=sink,
-                warmup_s=warmup_s,
-                duration_s=duration_s,
                 concurrency=OPEN_LOOP_MAX_IN_FLIGHT,
                 rate_rps=rate,
                 scrape_every_s=scrape_every_s,
@@ -184,32 +193,12 @@ def _half_load(
     return rows
 
 
-def run_trace10k(
-    targets: Sequence[str],
-    *,
-    plan: CorePlan,
-    caps: GatewayCaps,
-    sink: str,
-    workdir: Path,
-    warmup_s: float,
-    duration_s: float,
-) -> list[Measurement]:
+def run_trace10k(targets: Sequence[str], bench: Bench) -> list[Measurement]:
     """10,000 spans/s as 100 requests/s of 100 spans over OTLP/gRPC, as the testbed sends them."""
     rows = []
     for name in targets:
-        row = measure(
-            TARGETS[name],
-            "grpc",
-            100,
-            plan=plan,
-            workdir=workdir,
-            caps=caps,
-            sink_address=sink,
-            warmup_s=warmup_s,
-            duration_s=duration_s,
-            concurrency=OPEN_LOOP_MAX_IN_FLIGHT,
-            rate_rps=100.0,
-            workload="trace10k",
+        row = bench.measure(
+            TARGETS[name], "grpc", 100, concurrency=OPEN_LOOP_MAX_IN_FLIGHT, rate_rps=100.0, workload="trace10k"
         )
         _log(_describe(row))
         rows.append(row)
@@ -231,36 +220,22 @@ def scaling_plans(plan: CorePlan) -> list[tuple[int, CorePlan]]:
     return plans
 
 
-def run_scaling(
-    transports: Sequence[Transport],
-    *,
-    plan: CorePlan,
-    caps: GatewayCaps,
-    sink: str,
-    workdir: Path,
-    warmup_s: float,
-    duration_s: float,
-) -> list[tuple[int, int, Measurement]]:
+def run_scaling(transports: Sequence[Transport], bench: Bench) -> list[tuple[int, int, Measurement]]:
     """gateway-full at 1 and N workers (rows: workers, connections, measurement), same load each."""
     rows: list[tuple[int, int, Measurement]] = []
     base = TARGETS["gateway-full"]
     for transport in transports:
         channels = SCALING_CHANNELS if transport == "grpc" else SCALING_CONCURRENCY
-        runs = [(workers, cores, channels) for workers, cores in scaling_plans(plan)]
+        runs = [(workers, cores, channels) for workers, cores in scaling_plans(bench.plan)]
         if transport == "grpc":
             runs.append((runs[-1][0], runs[-1][1], 1))  # one connection: the caveat, measured
         for workers, cores, connections in runs:
             spec = dataclasses.replace(base, name=f"gateway-full-w{workers}", workers=workers)
-            row = measure(
+            row = bench.measure(
                 spec,
                 transport,
                 SCALING_BATCH,
                 plan=cores,
-                workdir=workdir,
-                caps=caps,
-                sink_address=sink,
-                warmup_s=warmup_s,
-                duration_s=duration_s,
                 concurrency=SCALING_CONCURRENCY,
                 channels=connections if transport == "grpc" else 1,
             )
@@ -359,35 +334,17 @@ def _ratios(rows: Sequence[Measurement]) -> str:
     return "\n".join(lines)
 
 
-def _profile(
-    spec: str,
-    *,
-    plan: CorePlan,
-    caps: GatewayCaps,
-    sink: str,
-    workdir: Path,
-    duration_s: float,
-    output_dir: Path | None,
-) -> str:
+def _profile(spec: str, bench: Bench, output_dir: Path | None) -> str:
     """Profile ``TARGET[:transport[:batch]]`` (default gRPC, 512 spans/request) under closed-loop load."""
     target, _, rest = spec.partition(":")
     transport_text, _, batch_text = rest.partition(":")
     transport: Transport = "http" if transport_text == "http" else "grpc"
     batch = int(batch_text) if batch_text else 512
-    raw = workdir / f"profile-{target}-{transport}-{batch}.raw"
-    row = measure(
-        TARGETS[target],
-        transport,
-        batch,
-        plan=plan,
-        workdir=workdir,
-        caps=caps,
-        sink_address=sink,
-        warmup_s=2.0,
-        duration_s=duration_s,
-        concurrency=CONCURRENCY.get(batch, 8),
-        profile_to=raw,
+    raw = bench.workdir / f"profile-{target}-{transport}-{batch}.raw"
+    row = bench.measure(
+        TARGETS[target], transport, batch, warmup_s=2.0, concurrency=CONCURRENCY.get(batch, 8), profile_to=raw
     )
+    duration_s = bench.duration_s
     if row.profile is None:
         return f"profile of {spec} failed: {row.status}\n"
     text = (
@@ -422,49 +379,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if scenario == "soak":
         return _soak(args, command, nproc, plan, caps, load_before)
     with tempfile.TemporaryDirectory(prefix="otel-ai-bench-") as tmp, rotel_sink(Path(tmp), plan.load) as sink:
-        workdir = Path(tmp)
+        bench = Bench(plan, caps, sink, Path(tmp), warmup_s, duration_s)
         if scenario == "matrix":
             wanted = _csv(args.transports)
             transports: list[Transport] = [t for t in ("grpc", "http") if t in wanted]
-            rows = run_matrix(
-                targets,
-                transports,
-                [int(b) for b in _csv(args.batch_sizes)],
-                plan=plan,
-                caps=caps,
-                sink=sink,
-                workdir=workdir,
-                warmup_s=warmup_s,
-                duration_s=duration_s,
-                half_load=not args.no_half_load,
-            )
+            batch_sizes = [int(b) for b in _csv(args.batch_sizes)]
+            rows = run_matrix(targets, transports, batch_sizes, bench, half_load=not args.no_half_load)
         elif scenario == "scaling":
             wanted = _csv(args.transports)
-            scaling = run_scaling(
-                [t for t in ("grpc", "http") if t in wanted],
-                plan=plan,
-                caps=caps,
-                sink=sink,
-                workdir=workdir,
-                warmup_s=warmup_s,
-                duration_s=duration_s,
-            )
+            scaling = run_scaling([t for t in ("grpc", "http") if t in wanted], bench)
             rows = [row for _, _, row in scaling]
         else:
-            rows = run_trace10k(
-                targets, plan=plan, caps=caps, sink=sink, workdir=workdir, warmup_s=warmup_s, duration_s=duration_s
-            )
+            rows = run_trace10k(targets, bench)
         profile_text = ""
         if args.profile:
-            profile_text = _profile(
-                args.profile,
-                plan=plan,
-                caps=caps,
-                sink=sink,
-                workdir=workdir,
-                duration_s=min(duration_s, 10.0),
-                output_dir=None if args.no_write else args.output_dir,
-            )
+            profiled = dataclasses.replace(bench, duration_s=min(duration_s, 10.0))
+            profile_text = _profile(args.profile, profiled, None if args.no_write else args.output_dir)
     load_after = _loadavg()
     header = _header(command, nproc, plan, caps, load_before, load_after, warmup_s, duration_s)
     if scenario == "matrix":

@@ -50,9 +50,12 @@ DEFAULT_TARGETS = (
     "gateway-derive",
     "gateway-forward",
 )
+HALF_LOAD_WINDOW_S = 20.0
+"""Latency rows measure at least this long: at ~30 calls/s a 6 s window held ~160 calls, so its p99
+was the second-slowest call and moved by 2x between runs."""
 HALF_LOAD_SCRAPE_EVERY_S = 2.5
 """A forwarding gateway's latency is measured twice: without scrapes, and with /metrics fetched this
-often (a short Prometheus interval, so that a 6 s window holds two scrapes)."""
+often (a short Prometheus interval: eight scrapes in a 20 s window)."""
 HALF_LOAD_TARGETS = ("rotel-forward", "gateway-full", "gateway-full-uvloop", "gateway-derive")
 TRACE10K_TARGETS = ("rotel-forward", "gateway-full", "gateway-derive")
 # Closed-loop calls in flight: enough to keep a one-core target busy without hiding its latency.
@@ -129,8 +132,9 @@ class Bench:
         profile_to: Path | None = None,
         plan: CorePlan | None = None,
         warmup_s: float | None = None,
+        duration_s: float | None = None,
     ) -> Measurement:
-        """One row in this run's conditions; ``plan`` and ``warmup_s`` override them for that row."""
+        """One row in this run's conditions; ``plan``, ``warmup_s`` and ``duration_s`` override them."""
         return measure(
             spec,
             transport,
@@ -140,7 +144,7 @@ class Bench:
             caps=self.caps,
             sink_address=self.sink,
             warmup_s=self.warmup_s if warmup_s is None else warmup_s,
-            duration_s=self.duration_s,
+            duration_s=self.duration_s if duration_s is None else duration_s,
             concurrency=concurrency,
             rate_rps=rate_rps,
             workload=workload,
@@ -187,6 +191,7 @@ def _half_load(capacity: Sequence[Measurement], targets: Sequence[str], bench: B
                 concurrency=OPEN_LOOP_MAX_IN_FLIGHT,
                 rate_rps=rate,
                 scrape_every_s=scrape_every_s,
+                duration_s=max(bench.duration_s, HALF_LOAD_WINDOW_S),
             )
             _log(_describe(row))
             rows.append(row)
@@ -406,7 +411,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 report.matrix_table(rows),
                 "**Ratio to rotel** (spans per CPU-second):",
                 _ratios(rows) or "- no gateway-full row measured",
-                "**Latency at 50 % of capacity** (open loop at half of the rate measured above):",
+                f"**Latency at 50 % of capacity** (open loop at half of the rate measured above; each row "
+                f"measures {max(duration_s, HALF_LOAD_WINDOW_S):g} s):",
                 report.latency_table(rows),
             ]
         )

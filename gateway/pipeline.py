@@ -8,11 +8,10 @@ between them: a 512-span request no longer holds the loop (and every other sende
 ms its derivation takes. Slices are ``SLICE_SPANS`` spans (a few ms; a batch of up to twice that is
 one slice), except when the backlog is half full (``SATURATED_BACKLOG_ITEMS``): senders then wait
 for derivation anyway, and a whole batch per slice pays each slice's fixed cost (merging into the
-store) less often. ``settled()`` waits for
-the backlog, so /metrics and shutdown see every accepted batch derived. A processor that fails on a
-batch is counted and skipped (the batch is still forwarded); an exporter that pushes back makes the
-pipeline raise, so the receiver answers 429 / RESOURCE_EXHAUSTED and the sender retries rather than
-anything being dropped silently.
+store) less often. ``settled()`` waits for the backlog, so /metrics and shutdown see every accepted
+batch derived. A processor that fails on a batch is counted and skipped (the batch is still
+forwarded); an exporter that pushes back makes the pipeline raise, so the receiver answers 429 /
+RESOURCE_EXHAUSTED and the sender retries rather than anything being dropped silently.
 
 With several exporters, a refusal by some but not all is answered as OTLP partial success
 (``rejected_<items>`` = the batch, and a message naming who refused), not as a retryable error:

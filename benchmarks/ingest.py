@@ -49,6 +49,9 @@ DEFAULT_TARGETS = (
     "gateway-full-uvloop",
     "gateway-derive",
     "gateway-forward",
+    # Calibration: issue 6's bare Python loop, the floor for any Python forwarder, measured in the same run.
+    "python-bare-forward",
+    "python-bare",
 )
 HALF_LOAD_WINDOW_S = 20.0
 """Latency rows measure at least this long: at ~30 calls/s a 6 s window held ~160 calls, so its p99

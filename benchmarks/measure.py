@@ -239,8 +239,9 @@ def measure(
             row.status = pending
     finally:
         code = target.stop()
-        if not row.status.startswith("failed") and target.spec.kind == "gateway" and code not in (0, None):
-            row.status = f"failed: gateway exited {code}: " + " | ".join(list(target.log_tail)[-3:])
+        # The Python targets (gateway, bare loop) exit 0 on SIGTERM; anything else is a failure.
+        if not row.status.startswith("failed") and target.spec.kind != "rotel" and code not in (0, None):
+            row.status = f"failed: {target.spec.kind} exited {code}: " + " | ".join(list(target.log_tail)[-3:])
     return row
 
 

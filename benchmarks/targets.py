@@ -1,10 +1,12 @@
-"""The processes under test (rotel, the gateway in several configurations) and the rotel sink.
+"""The processes under test (rotel, the gateway in several configurations, the bare Python loop)
+and the rotel sink.
 
 Each target runs in its own process pinned to one core (``os.sched_setaffinity`` in the child
 before ``exec``, so every thread it ever starts inherits the mask); the load generator and the
 sink share the other core. Targets listen on loopback only. The gateway binds port 0 and reports
-its ports in its ``gateway_started`` log event, which is also how we know it is ready; rotel takes
-explicit free ports and is ready when both accept connections.
+its ports in its ``gateway_started`` log event, which is also how we know it is ready; the bare
+loop (``benchmarks/bare_loop.py``) does the same, with no metrics port; rotel takes explicit free
+ports and is ready when both accept connections.
 """
 
 from __future__ import annotations
@@ -51,10 +53,10 @@ class CorePlan:
 
 @dataclass(frozen=True, slots=True)
 class TargetSpec:
-    """One system under test. ``derive``/``forward`` only matter for the gateway."""
+    """One system under test. ``forward`` applies to all kinds, ``derive`` and the rest to the gateway only."""
 
     name: str
-    kind: Literal["rotel", "gateway"]
+    kind: Literal["rotel", "gateway", "bare"]
     forward: bool
     derive: bool = False
     uvloop: bool = False
@@ -88,6 +90,21 @@ TARGETS: Mapping[str, TargetSpec] = {
         TargetSpec("gateway-derive", "gateway", forward=False, derive=True, description="gateway: derive, no exporter"),
         TargetSpec(
             "gateway-forward", "gateway", forward=True, derive=False, description="gateway: forward, derivation off"
+        ),
+        # Calibration: issue 6's reference loop, the floor for any Python forwarder (benchmarks/bare_loop.py).
+        TargetSpec(
+            "python-bare-forward",
+            "bare",
+            forward=True,
+            description="bare Python loop (grpc.aio + aiohttp, upb): decode, read 3 gen_ai attributes per span, "
+            "forward the original bytes to the sink (one awaited uncompressed Export call per request)",
+        ),
+        TargetSpec(
+            "python-bare",
+            "bare",
+            forward=False,
+            description="bare Python loop (grpc.aio + aiohttp, upb): decode, read 3 gen_ai attributes per span, "
+            "no forwarding",
         ),
     )
 }
@@ -227,6 +244,10 @@ def start_target(
             _stop(process)
             raise
         return RunningTarget(spec, process, f"{LOOPBACK}:{grpc_port}", f"{LOOPBACK}:{http_port}", workdir / spec.name)
+    if spec.kind == "bare":
+        sink = sink_address if spec.forward and sink_address is not None else "none"
+        command = [sys.executable, "-m", "benchmarks.bare_loop", "--sink", sink]
+        return _start_reporting(spec, command, workdir / spec.name, cpus)
     return _start_gateway(spec, workdir / spec.name, cpus, sink_address, gateway_caps)
 
 
@@ -332,6 +353,16 @@ def _start_gateway(
         command.append("--uvloop")
     if spec.default_gc:
         command.append("--default-gc")
+    return _start_reporting(spec, command, workdir, cpus)
+
+
+def _start_reporting(spec: TargetSpec, command: list[str], workdir: Path, cpus: frozenset[int]) -> RunningTarget:
+    """Start a Python target that reports its ports in a ``gateway_started`` JSON line on stderr.
+
+    The gateway and the bare loop both do; a null ``metrics_port`` (the bare loop) means no /metrics,
+    so the target is handled like rotel: no forwarded-spans scrape, no scrapes in latency rows.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
         command,
         stdout=subprocess.DEVNULL,
@@ -341,11 +372,11 @@ def _start_gateway(
     )
     assert process.stderr is not None
     started = threading.Event()
-    ports: dict[str, int] = {}
+    ports: dict[str, int | None] = {}
     tail: deque[str] = deque(maxlen=50)
 
     def drain() -> None:
-        """Read the gateway's log lines until it exits, so its stderr pipe never fills."""
+        """Read the target's log lines until it exits, so its stderr pipe never fills."""
         assert process.stderr is not None
         for raw in process.stderr:
             line = raw.decode("utf-8", "replace").rstrip()
@@ -366,13 +397,14 @@ def _start_gateway(
         reader.join(_STOP_TIMEOUT_S)
         process.stderr.close()
         raise RuntimeError(f"{spec.name} did not start: " + " | ".join(tail))
+    metrics_port = ports["metrics"]
     return RunningTarget(
         spec,
         process,
         f"{LOOPBACK}:{ports['grpc']}",
         f"{LOOPBACK}:{ports['http']}",
         workdir,
-        metrics_url=f"http://{LOOPBACK}:{ports['metrics']}/metrics",
+        metrics_url=f"http://{LOOPBACK}:{metrics_port}/metrics" if metrics_port is not None else None,
         log_tail=tail,
         log_reader=reader,
     )

@@ -13,15 +13,18 @@ As in the connector: resources without ``service.name`` are skipped; a negative 
 label", as the connector omits it); exemplars (the span's trace and span ids) go on the duration
 buckets only.
 
-Hot path: one pass over the spans of a batch into a local dict keyed by the label tuple (one
-``bisect`` and three list operations per span), then one merge per label set into the store;
-exemplar ids are hex-encoded only for the last span of each bucket, at merge time.
+Hot path: one pass over the spans of a batch into a local dict keyed by the span's raw label
+values (one ``bisect`` and three list operations per span), then one merge per key into the two
+series it updates, found through references kept per key across batches (``_SeriesPair``; dropped
+when the store deletes series, as ``MetricStore.generation`` tells). A merge is one pass over the
+buckets; exemplars are the raw ids of the last span of each bucket (hex-encoded only if a scrape
+shows them). Past the series cap, each span sent to the overflow series is counted as overflow.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +34,7 @@ from gateway.component import Batch
 from gateway.derive.attributes import AttributeCache
 from gateway.metrics.otlp_translate import attribute_string
 from gateway.metrics.prom_names import label_name
-from gateway.metrics.store import ExemplarSlot, LabelKey, MetricStore
+from gateway.metrics.store import CounterSeries, ExemplarSlot, HistogramSeries, LabelKey, MetricStore
 from gateway.validation import ConfigError, expect_mapping, read_bool, read_str, reject_unknown
 from proto_handlers.raw_attributes import status_code
 
@@ -115,6 +118,16 @@ class _Aggregate:
         self.total = 0.0
 
 
+class _SeriesPair:
+    """The calls and duration series of one key (the overflow series past the cap)."""
+
+    __slots__ = ("calls", "duration")
+
+    def __init__(self, calls: CounterSeries, duration: HistogramSeries) -> None:
+        self.calls = calls
+        self.duration = duration
+
+
 class SpanMetricsProcessor:
     """The traces pipeline's RED metrics, into two store families with the same label names."""
 
@@ -134,6 +147,9 @@ class SpanMetricsProcessor:
             labelnames,
             self._buckets,
         )
+        self._store = store
+        self._generation = store.generation
+        self._pairs: dict[tuple[Any, ...], _SeriesPair] = {}
         self._index = {d.name: i for i, d in enumerate(settings.dimensions)}
         self._dimension_values: AttributeCache[tuple[int, str] | None] = AttributeCache(_dimension_reader(self._index))
         self._defaults = tuple(d.default or "" for d in settings.dimensions)
@@ -175,20 +191,53 @@ class SpanMetricsProcessor:
                     aggregate.counts[bucket] += 1
                     aggregate.total += duration
                     aggregate.last[bucket] = span
-        kinds = SPAN_KINDS
-        statuses = STATUS_CODES
-        for (service, name, kind, status, *values), aggregate in aggregates.items():
-            labels: LabelKey = (
-                service,
-                name,
-                kinds.get(kind, "SPAN_KIND_UNSPECIFIED"),
-                statuses.get(status_code(status), "STATUS_CODE_UNSET"),
-                *values,
-            )
-            self._calls.inc(labels, sum(aggregate.counts))
-            self._duration.observe_counts(
-                labels, aggregate.counts, aggregate.total, _exemplars(aggregate.last, self._nanos_per_unit)
-            )
+        store = self._store
+        if store.generation != self._generation or len(self._pairs) >= _PAIR_LIMIT:
+            self._pairs.clear()
+            self._generation = store.generation
+        pairs = self._pairs
+        now = store.now
+        for key, aggregate in aggregates.items():
+            pair = pairs.get(key)
+            if pair is None:
+                pair = pairs[key] = self._pair(key)
+            self._merge(aggregate, pair, now)
+
+    def _pair(self, key: tuple[Any, ...]) -> _SeriesPair:
+        """The series of a batch key ``(service, name, kind number, status bytes, *dimension values)``."""
+        service, name, kind, status, *values = key
+        labels: LabelKey = (
+            service,
+            name,
+            SPAN_KINDS.get(kind, "SPAN_KIND_UNSPECIFIED"),
+            STATUS_CODES.get(status_code(status), "STATUS_CODE_UNSET"),
+            *values,
+        )
+        return _SeriesPair(self._calls.series_for(labels), self._duration.series_for(labels))
+
+    def _merge(self, aggregate: _Aggregate, pair: _SeriesPair, now: float) -> None:
+        """Add a key's share of the batch to its series: one pass over the buckets."""
+        series = pair.duration
+        counts = series.counts
+        exemplars = series.exemplars
+        per_unit = self._nanos_per_unit
+        spans = 0
+        for index, span in enumerate(aggregate.last):
+            if span is not None:  # a bucket with a last span is a bucket with spans
+                count = aggregate.counts[index]
+                counts[index] += count
+                spans += count
+                exemplars[index] = _exemplar(span, per_unit)
+        series.sum += aggregate.total
+        series.count += spans
+        series.updated = now
+        calls = pair.calls
+        calls.value += spans
+        calls.updated = now
+        for overflow in (calls.overflow, series.overflow):
+            if overflow is not None:
+                overflow.value += spans
+                overflow.updated = now
 
     def _resource(self, attributes: Any) -> tuple[str | None, tuple[str, ...]]:
         """The resource's service name and the dimension values it provides (else the defaults)."""
@@ -214,15 +263,13 @@ def _dimension_reader(index: Mapping[str, int]) -> Callable[[bytes], tuple[int, 
     return read
 
 
-def _exemplars(spans: Sequence[Any], nanos_per_unit: float) -> list[ExemplarSlot]:
-    """The last span of each bucket as an exemplar (ids hex-encoded only if a scrape shows it)."""
-    exemplars: list[ExemplarSlot] = []
-    for span in spans:
-        if span is None:
-            exemplars.append(None)
-            continue
-        start, end = span.start_time_unix_nano, span.end_time_unix_nano
-        duration = (end - start) / nanos_per_unit if end > start else 0.0
-        # The timestamp in milliseconds, what Prometheus stores; nanoseconds / 1e9 would print 0.0049999.
-        exemplars.append(((span.trace_id, span.span_id, end // 1_000_000 / 1e3), duration))
-    return exemplars
+def _exemplar(span: Any, nanos_per_unit: float) -> ExemplarSlot:
+    """A span as its bucket's exemplar: raw ids (hex-encoded only if a scrape shows them) and duration."""
+    start, end = span.start_time_unix_nano, span.end_time_unix_nano
+    duration = (end - start) / nanos_per_unit if end > start else 0.0
+    # The timestamp in milliseconds, what Prometheus stores; nanoseconds / 1e9 would print 0.0049999.
+    return ((span.trace_id, span.span_id, end // 1_000_000 / 1e3), duration)
+
+
+_PAIR_LIMIT = 20_000
+"""Keys whose series references are kept; cleared when reached (a key is resolved again on its next batch)."""

@@ -253,30 +253,6 @@ class HistogramFamily(_Family[HistogramSeries]):
         if exemplar is not None:
             series.exemplars[index] = exemplar
 
-    def observe_counts(
-        self, labels: LabelKey, counts: Sequence[int], total: float, exemplars: Sequence[ExemplarSlot] = ()
-    ) -> None:
-        """Add observations already counted per bucket (this family's buckets, +Inf last).
-
-        Derivation aggregates a whole batch locally (one list increment per span) and merges once
-        per label set here, instead of paying a dict lookup and a call per observation.
-        """
-        if len(counts) != len(self.buckets) + 1:
-            raise ValueError(f"{self.name}: expected {len(self.buckets) + 1} bucket counts, got {len(counts)}")
-        if not math.isfinite(total):
-            raise ValueError(f"{self.name}: sum must be finite, got {total}")
-        series = self._series(labels)
-        mine = series.counts
-        for index, count in enumerate(counts):
-            if count:
-                mine[index] += count
-        series.sum += total
-        series.count += sum(counts)
-        series.updated = self._store.now
-        for index, exemplar in enumerate(exemplars):
-            if exemplar is not None:
-                series.exemplars[index] = exemplar
-
 
 Family = CounterFamily | GaugeFamily | HistogramFamily
 _F = TypeVar("_F", CounterFamily, GaugeFamily, HistogramFamily)

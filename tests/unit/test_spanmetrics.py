@@ -176,6 +176,29 @@ def test_three_thousand_span_names_give_limit_plus_one_series() -> None:
     assert 2001 == len(metrics.lines("traces_span_metrics_calls_total"))
 
 
+def test_spans_past_the_cap_are_counted_as_overflow_per_span() -> None:
+    """Past the cap every span goes to the overflow series and counts once in the overflow counter."""
+    metrics = SpanMetrics(max_series=2)
+    metrics.processor.process(batch([span(name="a"), span(name="b"), span(name="c"), span(name="c"), span(name="d")]))
+    assert [
+        'traces_span_metrics_calls_total{otel_metric_overflow="true"} 3.0',
+    ] == [line for line in metrics.lines("traces_span_metrics_calls_total") if "overflow" in line]
+    assert [
+        'gateway_metric_series_overflow_total{metric="traces_span_metrics_calls"} 3.0',
+        'gateway_metric_series_overflow_total{metric="traces_span_metrics_duration_milliseconds"} 3.0',
+    ] == metrics.lines("gateway_metric_series_overflow_total")
+
+
+def test_series_deleted_by_expiry_are_created_again_by_the_next_span() -> None:
+    """Series references kept across batches are dropped when the store deletes series."""
+    metrics = SpanMetrics()
+    metrics.processor.process(batch([span()]))
+    metrics.store.now += 10_000.0
+    assert 2 == metrics.store.expire()
+    metrics.processor.process(batch([span()]))
+    assert [f"traces_span_metrics_calls_total{{{SERVER_OK}}} 1.0"] == metrics.lines("traces_span_metrics_calls_total")
+
+
 def test_dimensions_are_read_from_config() -> None:
     """``spanmetrics.dimensions`` takes attribute names or ``{name, default}`` mappings."""
     settings = parse_settings("spanmetrics:\n  dimensions: [http.method, {name: region, default: eu}]\n", {})

@@ -60,7 +60,7 @@ HALF_LOAD_SCRAPE_EVERY_S = 2.5
 """A forwarding gateway's latency is measured twice: without scrapes, and with /metrics fetched this
 often (a short Prometheus interval: eight scrapes in a 20 s window)."""
 HALF_LOAD_TARGETS = ("rotel-forward", "gateway-full", "gateway-full-uvloop", "gateway-derive")
-TRACE10K_TARGETS = ("rotel-forward", "gateway-full", "gateway-derive")
+TRACE10K_TARGETS = ("rotel-forward", "gateway-full", "gateway-derive", "python-bare-forward")
 # Closed-loop calls in flight: enough to keep a one-core target busy without hiding its latency.
 CONCURRENCY = {1: 32, 64: 16, 512: 8}
 OPEN_LOOP_MAX_IN_FLIGHT = 64

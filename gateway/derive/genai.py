@@ -34,7 +34,7 @@ import orjson
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
 from gateway.component import Batch
-from gateway.derive.attributes import AttributeCache
+from gateway.derive.attributes import AttributeCache, key_bytes
 from gateway.derive.config import GenAIConfig
 from gateway.derive.conventions import (
     ATTRIBUTE_ROWS,
@@ -418,11 +418,12 @@ def _attribute_reader(keymap: KeyMap) -> Callable[[bytes], AttributeTargets]:
 
 
 def _key_bytes(raw: bytes) -> bytes:
-    """The key of a serialized KeyValue: field 1 comes first and is short, as every SDK writes it."""
-    if len(raw) > 2 and raw[0] == 0x0A and raw[1] < 0x80:
-        return raw[2 : 2 + raw[1]]
-    key: str = KeyValue.FromString(raw).key
-    return key.encode()
+    """The key of a serialized KeyValue: read off the bytes in the layout every SDK writes, else parsed."""
+    key = key_bytes(raw)
+    if key is not None:
+        return key
+    text: str = KeyValue.FromString(raw).key
+    return text.encode()
 
 
 class SpanReader:

@@ -26,7 +26,7 @@ from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from benchmarks.workload import prepare
+from benchmarks.workload import LOAD_CACHE_DIR, prepare
 from gateway.component import Batch
 from gateway.metrics.store import MetricStore
 from proto_handlers import decode_request
@@ -122,7 +122,7 @@ def gc_ab(rounds: int, batch: int) -> dict[str, float]:
     built = Gateway(settings_from_mapping(gateway_config(derive=True, sink_address=None)))
     processors = built.processors["traces"]
     parse = RawAttributesTraceRequest.FromString
-    load = prepare("genai", batch)
+    load = prepare("genai", batch, cache_dir=LOAD_CACHE_DIR)
 
     def one_pass() -> float:
         started = time.thread_time()
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, micros in gc_ab(args.rounds * 4, args.batch).items():
             print(f"| {name} | {micros:.2f} |")
         return 0
-    load = prepare("genai", args.batch)
+    load = prepare("genai", args.batch, cache_dir=LOAD_CACHE_DIR)
     print("| stage | CPU us per span | spans per CPU-second |")
     print("|---|---:|---:|")
     for name, stage in stages().items():

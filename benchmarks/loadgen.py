@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from itertools import cycle
 from typing import Any, Literal
 
-from benchmarks.workload import Workload, prepare
+from benchmarks.workload import LOAD_CACHE_DIR, Workload, prepare
 
 Transport = Literal["grpc", "http"]
 TRACE_EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -50,7 +50,7 @@ class LoadSpec:
     warmup_s: float = 2.0
     duration_s: float = 6.0
     rate_rps: float | None = None  # requests per second; None = closed loop (as fast as answered)
-    pool: int = 16
+    pool: int | None = None  # requests in the load's pool; None: workload.default_pool
     drain_s: float = 10.0
     # gRPC: channels (TCP connections) the calls are spread over; one long-lived connection sticks
     # to one process of a ``workers: N`` gateway (HTTP already uses up to ``concurrency`` connections).
@@ -174,7 +174,7 @@ async def _http_sender(address: str, concurrency: int) -> tuple[Sender, Callable
 
 async def run(spec: LoadSpec) -> LoadSummary:
     """Send load as ``spec`` says; emits the protocol lines and returns the summary."""
-    load = prepare(spec.workload, spec.batch_size, pool=spec.pool)
+    load = prepare(spec.workload, spec.batch_size, pool=spec.pool, cache_dir=LOAD_CACHE_DIR)
     requests: Iterator[bytes] = cycle(load.requests)
     if spec.transport == "grpc":
         send, close = await _grpc_sender(spec.address, spec.channels)

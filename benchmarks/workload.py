@@ -17,8 +17,8 @@ spans in the forms real instrumentations emit today (see ``/work/shared/referenc
 Every span carries 10-15 attributes; tenants and users are few enough (12 and 40) that the derived
 series stay under the gateway's per-metric cap, as in a deployment configured for its traffic.
 Requests group spans by service (one ``ResourceSpans`` per service) and by instrumentation scope,
-as SDKs do. Requests are built with a seeded RNG, so a run is reproducible; a pool of distinct
-requests is cycled so no two consecutive requests are identical.
+as SDKs do. Requests are built with a seeded RNG, so a run is reproducible; a pool of 65,536 distinct spans
+is cycled (``DISTINCT_GENAI_SPANS``: more distinct attribute values than the gateway memoizes).
 
 The ``trace10k`` workload is the collector testbed's ``Trace10kSPS`` data (the perf-test data
 provider): 100 tiny CLIENT spans per request with two int attributes and no resource attributes.
@@ -26,9 +26,14 @@ provider): 100 tiny CLIENT spans per request with two int attributes and no reso
 
 from __future__ import annotations
 
+import hashlib
+import os
 import random
+import struct
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, TypeAlias
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -478,14 +483,50 @@ def trace10k_request(trace_seq: int, first_span_seq: int, spans: int = 100) -> E
     return request
 
 
-def prepare(workload: Workload, batch_size: int, pool: int = 16, seed: int = 20260101) -> PreparedLoad:
-    """Build and serialize ``pool`` distinct requests of ``batch_size`` spans each.
+DISTINCT_GENAI_SPANS = 65_536
+"""Distinct spans in a GenAI load's pool, whatever the batch size.
 
-    The pool is sized so that it stays small in memory (16 x 512 GenAI spans is about 5 MB) but is
-    large enough that the target never sees the same bytes twice in a row.
+Real traffic never repeats a span, and its ids, sizes, addresses and most token counts are new
+values; the gateway's attribute memo remembers what it saw (``gateway/derive/attributes.py``).
+Until 2026-11-23 ~20:00 UTC the pool was 16 requests (8,192 spans at 512 per request), cycled:
+every attribute value came back within a second, all of them stayed in the memo and the working
+set in the CPU caches, which flattered the gateway (in-process, a 128-request pool cost ~25-40 %
+more CPU per span). 65,536 spans hold ~100k distinct attributes, more than the memo keeps."""
+_POOL_FORMAT = 1  # bump when the file layout of a cached pool changes
+LOAD_CACHE_DIR = Path(tempfile.gettempdir()) / "otel-ai-gateway-bench-load"
+"""Where the load generators keep built pools (``prepare(cache_dir=...)``)."""
+
+
+def default_pool(workload: Workload, batch_size: int) -> int:
+    """Requests in the pool: ``DISTINCT_GENAI_SPANS`` spans of GenAI load; 16 Trace10kSPS requests
+    (the testbed's spans carry nothing but sequence numbers, which the gateway does not memoize)."""
+    return max(16, DISTINCT_GENAI_SPANS // batch_size) if workload == "genai" else 16
+
+
+def prepare(
+    workload: Workload,
+    batch_size: int,
+    pool: int | None = None,
+    seed: int = 20260101,
+    cache_dir: Path | None = None,
+) -> PreparedLoad:
+    """Build and serialize ``pool`` distinct requests of ``batch_size`` spans each (``default_pool``).
+
+    Building 65,536 GenAI spans takes 7-12 s; with ``cache_dir`` the serialized pool is kept in a
+    file named by everything it depends on (this module's source included), so only the first load
+    generator of a run builds it.
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be > 0, got {batch_size}")
+    if pool is None:
+        pool = default_pool(workload, batch_size)
+    cached: Path | None = None
+    if cache_dir is not None:
+        source = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+        cached = cache_dir / f"{workload}-{batch_size}x{pool}-{seed}-{source}-v{_POOL_FORMAT}.pool"
+        requests = _read_pool(cached)
+        if requests is not None:
+            return PreparedLoad(workload, batch_size, requests, batch_size)
     rng = random.Random(seed + batch_size)
     if workload == "genai":
         requests = tuple(genai_request(rng, batch_size).SerializeToString() for _ in range(pool))
@@ -494,4 +535,36 @@ def prepare(workload: Workload, batch_size: int, pool: int = 16, seed: int = 202
             trace10k_request(trace_seq=i + 1, first_span_seq=i * batch_size + 1, spans=batch_size).SerializeToString()
             for i in range(pool)
         )
+    if cached is not None:
+        _write_pool(cached, requests)
     return PreparedLoad(workload=workload, batch_size=batch_size, requests=requests, spans_per_request=batch_size)
+
+
+_LENGTH = struct.Struct("<I")
+
+
+def _read_pool(path: Path) -> tuple[bytes, ...] | None:
+    """The requests of a pool file (each prefixed by its length), or None if there is none."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    requests = []
+    offset = 0
+    while offset < len(data):
+        (length,) = _LENGTH.unpack_from(data, offset)
+        offset += _LENGTH.size
+        requests.append(data[offset : offset + length])
+        offset += length
+    return tuple(requests)
+
+
+def _write_pool(path: Path, requests: tuple[bytes, ...]) -> None:
+    """Write atomically (a temporary file renamed), so concurrent generators never read half a pool."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with open(temporary, "wb") as out:
+        for request in requests:
+            out.write(_LENGTH.pack(len(request)))
+            out.write(request)
+    os.replace(temporary, path)

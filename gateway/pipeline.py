@@ -82,9 +82,10 @@ class Pipeline:
     async def _queue_for_derivation(self, batch: Batch) -> None:
         """Derivation runs after the sender is answered, in slices that let other requests in.
 
-        The backlog is bounded in items (``MAX_BACKLOG_ITEMS``; a batch alone always fits): past it
-        the sender waits, first come first served, until derivation has made room, so derivation
-        never falls behind unbounded and the decoded batches it holds stay few.
+        The backlog is bounded in items (``MAX_BACKLOG_ITEMS``) and in batches
+        (``MAX_BACKLOG_BATCHES``; a batch alone always fits): past either the sender waits, first
+        come first served, until derivation has made room, so derivation never falls behind
+        unbounded and the decoded batches it holds stay few.
         """
         self._accepted += 1
         if self._waiting or not self._fits(batch):
@@ -95,7 +96,9 @@ class Pipeline:
         self._append(batch)
 
     def _fits(self, batch: Batch) -> bool:
-        return not self._backlog or self._backlog_items + batch.items <= MAX_BACKLOG_ITEMS
+        return not self._backlog or (
+            self._backlog_items + batch.items <= MAX_BACKLOG_ITEMS and len(self._backlog) < MAX_BACKLOG_BATCHES
+        )
 
     def _append(self, batch: Batch) -> None:
         self._backlog.append(batch)
@@ -172,6 +175,12 @@ class Pipeline:
 
 MAX_BACKLOG_ITEMS: Final = 16_384
 """Spans (items) accepted and not yet derived, beyond which senders wait: ~32 SDK batches."""
+MAX_BACKLOG_BATCHES: Final = 1_024
+"""Batches accepted and not yet derived, beyond which senders wait, whatever their size: a decoded
+request costs ~5.4 KiB even for one span (its upb arena and the raw bytes), so 16,384 one-span
+requests under ``MAX_BACKLOG_ITEMS`` alone held 85 MiB (measured; peak RSS 194-197 MiB in the
+benchmark's 1-span HTTP rows). 1,024 is four times the batches of a full backlog of 64-span
+requests, so it binds only tiny ones."""
 SLICE_SPANS: Final = 64
 """Spans derived between two turns of the event loop: ~1-2 ms of CPU (2-4 ms measured in the gateway,
 next to the gRPC thread). Measured in-process, CPU per span at 64 is within noise of 128, and 32

@@ -169,6 +169,22 @@ async def test_senders_past_the_backlog_bound_wait_and_are_derived_in_arrival_or
     assert [[f"b{n}-1", f"b{n}-2"] for n in range(5)] == recorder.seen
 
 
+async def test_senders_past_the_backlog_batch_bound_wait_however_few_spans_they_carry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With room for 2 batches, of four one-span senders the first two are answered at once and the
+    other two wait for derivation; all four are derived, in arrival order."""
+    monkeypatch.setattr("gateway.pipeline.MAX_BACKLOG_BATCHES", 2)
+    recorder = Recorder()
+    line = pipeline([recorder])
+    senders = [asyncio.create_task(line.consume(make_batch([make_span(CHAT, name=f"b{n}")]))) for n in range(4)]
+    await asyncio.sleep(0)  # every sender has run once; derivation has not started yet
+    assert [True, True, False, False] == [sender.done() for sender in senders]
+    await asyncio.gather(*senders)
+    await line.settled()
+    assert [["b0"], ["b1"], ["b2"], ["b3"]] == recorder.seen
+
+
 async def test_settled_does_not_wait_for_batches_accepted_after_it_was_called() -> None:
     """Under continuous load the backlog never empties; a scrape still gets its answer."""
     recorder = Recorder()

@@ -34,6 +34,7 @@ MAX_KEPT_BYTES: Final = 256
 MAX_VALUES_PER_KEY: Final = 1_024
 """Values of one unused attribute key kept per generation; a key past it is an id, a size or a timestamp."""
 _KEY_TAG: Final = 0x0A  # KeyValue.key: field 1, length-delimited
+_ABSENT: Final = object()
 
 _V = TypeVar("_V")
 
@@ -56,9 +57,12 @@ class AttributeCache(dict[bytes, _V]):
         self._kept_per_key: dict[bytes | None, int] = {}
 
     def __missing__(self, raw: bytes) -> _V:
-        try:
-            entry = self._previous.pop(raw)
-        except KeyError:
+        # A default, not try/except: most misses are values never seen (ids, counts), and a raised
+        # KeyError cost about as much as the rest of the miss.
+        found = self._previous.pop(raw, _ABSENT)
+        if found is not _ABSENT:
+            entry: _V = found  # type: ignore[assignment]
+        else:
             entry = self._read(raw)
             if len(raw) > MAX_KEPT_BYTES:
                 return entry

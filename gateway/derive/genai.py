@@ -102,6 +102,7 @@ _UNSET_PRIORITY: Final = 1 << 30
 DEFAULT_MAX_ATTRIBUTES: Final = 128  # limits.max_attributes_per_span (the OTel SDKs' attribute count limit)
 TOO_MANY_ATTRIBUTES: Final = ("span.attributes", "too_many")  # (attribute, reason) of a truncated span
 _CACHE_LIMIT: Final = 4096
+_KEY_TAG: Final = 0x0A  # KeyValue.key: field 1, length-delimited
 _CLASS_REPR = re.compile(r"<class '([^']+)'>")
 # Field members as plain ints for the per-span code: reading an IntEnum member costs ~0.2 us (a
 # plain int index ~0.02 us), and a GenAI span used to read about twenty (benchmarks/RESULTS.md).
@@ -401,17 +402,26 @@ def _attribute_reader(keymap: KeyMap) -> Callable[[bytes], AttributeTargets]:
     by_bytes = {key.encode(): (key, targets) for key, targets in keymap.items()}
 
     def read(raw: bytes) -> AttributeTargets:
-        found = by_bytes.get(_key_bytes(raw))
+        # key_bytes written out (a miss is ~2 per GenAI span, and a call costs ~0.1 us)
+        found = by_bytes.get(
+            raw[2 : 2 + raw[1]] if len(raw) > 2 and raw[0] == _KEY_TAG and raw[1] < 0x80 else _key_bytes(raw)
+        )
         if found is None:
             return ()
         key, targets = found
         value = KeyValue.FromString(raw).value
+        if len(targets) == 1:  # most keys fill one field
+            field, priority, convert = targets[0]
+            try:
+                return ((field, priority, convert(value), key),)
+            except Refused as exc:  # kept in the cache: without its traceback, which holds the frames
+                return ((field, priority, exc.with_traceback(None), key),)
         converted: list[tuple[int, int, Any, str]] = []
         for field, priority, convert in targets:
             try:
                 converted.append((field, priority, convert(value), key))
             except Refused as exc:
-                converted.append((field, priority, exc, key))
+                converted.append((field, priority, exc.with_traceback(None), key))
         return tuple(converted)
 
     return read

@@ -464,3 +464,17 @@ def test_duration_labels_are_in_contract_order() -> None:
         "gen_ai_agent_name",
         "gen_ai_tool_name",
     ) == proc.duration.labelnames
+
+
+def test_a_refused_value_is_kept_without_the_frames_that_refused_it() -> None:
+    """The reader keeps a refused attribute's reason, not its traceback: the frames of the read
+    (holding the parsed attribute) would otherwise live as long as the cache entry."""
+    proc = processor()
+    proc.process(make_batch([make_span(chat(**{"gen_ai.usage.output_tokens": -3}))]))
+    refusals = [
+        value
+        for targets in proc.reader.attribute_cache.values()
+        for *_, value, _key in targets
+        if isinstance(value, Exception)
+    ]
+    assert [("negative", None)] == [(value.reason, value.__traceback__) for value in refusals]

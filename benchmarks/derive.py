@@ -11,6 +11,13 @@ per span. Stages are cumulative where noted, so differences isolate one piece of
 * ``spanmetrics``, ``genai read``, ``genai``: decode + that processor (``genai read`` stops at the
   per-span record, ``genai`` also aggregates it into the metric store).
 
+``--instructions`` counts instructions instead of CPU time: each stage runs under valgrind's
+callgrind once with one pass over the pool and once with two, and the difference divided by the
+pool's spans is the stage's instructions per span in steady state (start-up, imports and the warm
+pass cancel out). CPU time on this shared machine moves by ±10 % between runs even as the best of
+several rounds, so a change of a few per cent cannot be told from noise; the instruction count is
+the same run after run (memory stalls are not in it: confirm a kept change end to end).
+
 ``--gc`` instead runs every trace processor of a Gateway built from the benchmark's settings (so the
 heap holds the price tables, as in production), alternating the interpreter's default GC settings
 with ``gateway.cli.tune_gc()`` round by round, so both see the same machine load.
@@ -20,6 +27,11 @@ from __future__ import annotations
 
 import argparse
 import gc
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -112,6 +124,56 @@ def measure(stage: Stage, requests: tuple[bytes, ...], spans_per_request: int, r
     return best / (len(requests) * spans_per_request) * 1e6
 
 
+def run_passes(stage_name: str, passes: int, batch: int) -> None:
+    """The child of ``--instructions``: ``passes`` passes of one stage over the pool, nothing else."""
+    stage = stages()[stage_name]
+    load = prepare("genai", batch, cache_dir=LOAD_CACHE_DIR)
+    for _ in range(passes):
+        for raw in load.requests:
+            stage(raw)
+
+
+_INSTRUCTIONS = re.compile(rb"I\s+refs:\s+([\d,]+)")
+
+
+def instructions_per_span(stage_name: str, batch: int) -> float:
+    """Instructions per span of one stage in steady state: callgrind of two passes minus one pass."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise SystemExit("--instructions needs valgrind (Debian package valgrind)")
+    load = prepare("genai", batch, cache_dir=LOAD_CACHE_DIR)  # built once here, not under valgrind
+    totals = []
+    with tempfile.TemporaryDirectory() as scratch:
+        children = [
+            subprocess.Popen(
+                [
+                    valgrind,
+                    "--tool=callgrind",
+                    f"--callgrind-out-file={scratch}/callgrind.{passes}",
+                    sys.executable,
+                    "-m",
+                    "benchmarks.derive",
+                    "--run-passes",
+                    str(passes),
+                    "--stage",
+                    stage_name,
+                    "--batch",
+                    str(batch),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            for passes in (1, 2)
+        ]
+        for child in children:
+            _, err = child.communicate()
+            found = _INSTRUCTIONS.search(err)
+            if child.returncode != 0 or found is None:
+                raise SystemExit(f"callgrind run failed ({child.returncode}): {err[-2000:].decode(errors='replace')}")
+            totals.append(int(found.group(1).replace(b",", b"")))
+    return (totals[1] - totals[0]) / (len(load.requests) * load.spans_per_request)
+
+
 def gc_ab(rounds: int, batch: int) -> dict[str, float]:
     """CPU microseconds per span of all trace processors with default vs tuned GC, interleaved."""
     from benchmarks.targets import gateway_config
@@ -155,7 +217,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--gc", action="store_true", help="A/B the gateway's GC tuning instead")
+    parser.add_argument(
+        "--instructions", action="store_true", help="instructions per span under callgrind instead of CPU time"
+    )
+    parser.add_argument("--stage", action="append", help="with --instructions: only this stage (repeatable)")
+    parser.add_argument("--run-passes", type=int, help=argparse.SUPPRESS)  # the callgrind child
     args = parser.parse_args(argv)
+    if args.run_passes is not None:
+        run_passes(args.stage[0], args.run_passes, args.batch)
+        return 0
+    if args.instructions:
+        names = args.stage or ["decode (receiver: validate + ids + view)", "spanmetrics", "genai"]
+        unknown = sorted(set(names) - set(stages()))
+        if unknown:
+            raise SystemExit(f"unknown --stage {unknown}; stages: {list(stages())}")
+        print("| stage | instructions per span |")
+        print("|---|---:|")
+        for name in names:
+            print(f"| {name} | {instructions_per_span(name, args.batch):,.0f} |")
+        return 0
     if args.gc:
         print("| GC settings | CPU us per span, all trace processors |")
         print("|---|---:|")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import re
 import shutil
 import subprocess
@@ -124,10 +125,10 @@ def measure(stage: Stage, requests: tuple[bytes, ...], spans_per_request: int, r
     return best / (len(requests) * spans_per_request) * 1e6
 
 
-def run_passes(stage_name: str, passes: int, batch: int) -> None:
+def run_passes(stage_name: str, passes: int, batch: int, pool: int | None = None) -> None:
     """The child of ``--instructions``: ``passes`` passes of one stage over the pool, nothing else."""
     stage = stages()[stage_name]
-    load = prepare("genai", batch, cache_dir=LOAD_CACHE_DIR)
+    load = prepare("genai", batch, pool=pool, cache_dir=LOAD_CACHE_DIR)
     for _ in range(passes):
         for raw in load.requests:
             stage(raw)
@@ -136,12 +137,14 @@ def run_passes(stage_name: str, passes: int, batch: int) -> None:
 _INSTRUCTIONS = re.compile(rb"I\s+refs:\s+([\d,]+)")
 
 
-def instructions_per_span(stage_name: str, batch: int) -> float:
-    """Instructions per span of one stage in steady state: callgrind of two passes minus one pass."""
+def instructions_per_span(stage_name: str, batch: int, pool: int | None = None) -> float:
+    """Instructions per span of one stage in steady state: callgrind of two passes minus one pass.
+
+    ``pool``: requests in the load pool (default: the benchmark's 65,536 distinct spans)."""
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         raise SystemExit("--instructions needs valgrind (Debian package valgrind)")
-    load = prepare("genai", batch, cache_dir=LOAD_CACHE_DIR)  # built once here, not under valgrind
+    load = prepare("genai", batch, pool=pool, cache_dir=LOAD_CACHE_DIR)  # built once here, not under valgrind
     totals = []
     with tempfile.TemporaryDirectory() as scratch:
         children = [
@@ -159,9 +162,11 @@ def instructions_per_span(stage_name: str, batch: int) -> float:
                     stage_name,
                     "--batch",
                     str(batch),
+                    *(() if pool is None else ("--pool", str(pool))),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
+                env={**os.environ, "PYTHONHASHSEED": "0"},  # the same dict layouts in both children
             )
             for passes in (1, 2)
         ]
@@ -221,10 +226,11 @@ def main(argv: list[str] | None = None) -> int:
         "--instructions", action="store_true", help="instructions per span under callgrind instead of CPU time"
     )
     parser.add_argument("--stage", action="append", help="with --instructions: only this stage (repeatable)")
+    parser.add_argument("--pool", type=int, help="with --instructions: requests in the pool (default: 65,536 spans)")
     parser.add_argument("--run-passes", type=int, help=argparse.SUPPRESS)  # the callgrind child
     args = parser.parse_args(argv)
     if args.run_passes is not None:
-        run_passes(args.stage[0], args.run_passes, args.batch)
+        run_passes(args.stage[0], args.run_passes, args.batch, args.pool)
         return 0
     if args.instructions:
         names = args.stage or ["decode (receiver: validate + ids + view)", "spanmetrics", "genai"]
@@ -234,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         print("| stage | instructions per span |")
         print("|---|---:|")
         for name in names:
-            print(f"| {name} | {instructions_per_span(name, args.batch):,.0f} |")
+            print(f"| {name} | {instructions_per_span(name, args.batch, args.pool):,.0f} |")
         return 0
     if args.gc:
         print("| GC settings | CPU us per span, all trace processors |")

@@ -15,8 +15,9 @@ per span. Stages are cumulative where noted, so differences isolate one piece of
 callgrind once with one pass over the pool and once with two, and the difference divided by the
 pool's spans is the stage's instructions per span in steady state (start-up, imports and the warm
 pass cancel out). CPU time on this shared machine moves by ±10 % between runs even as the best of
-several rounds, so a change of a few per cent cannot be told from noise; the instruction count is
-the same run after run (memory stalls are not in it: confirm a kept change end to end).
+several rounds, so a change of a few per cent cannot be told from noise; on the full pool the
+instruction count repeats within ~0.1 % (not on a tiny ``--pool``: start-up noise dominates), and
+memory stalls are not in it: confirm a kept change end to end.
 
 ``--gc`` instead runs every trace processor of a Gateway built from the benchmark's settings (so the
 heap holds the price tables, as in production), alternating the interpreter's default GC settings

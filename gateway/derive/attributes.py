@@ -33,7 +33,7 @@ MAX_ENTRIES: Final = 32_768
 MAX_KEPT_BYTES: Final = 256
 MAX_VALUES_PER_KEY: Final = 1_024
 """Values of one unused attribute key kept per generation; a key past it is an id, a size or a timestamp."""
-_KEY_TAG: Final = 0x0A  # KeyValue.key: field 1, length-delimited
+KEY_TAG: Final = 0x0A  # KeyValue.key: field 1, length-delimited
 _ABSENT: Final = object()
 
 _V = TypeVar("_V")
@@ -42,7 +42,7 @@ _V = TypeVar("_V")
 def key_bytes(raw: bytes) -> bytes | None:
     """The key of a serialized KeyValue, read off its bytes: field 1 first and shorter than 128
     bytes, as every SDK writes it; ``None`` for any other layout (the caller parses it)."""
-    if len(raw) > 2 and raw[0] == _KEY_TAG and raw[1] < 0x80:
+    if len(raw) > 2 and raw[0] == KEY_TAG and raw[1] < 0x80:
         return raw[2 : 2 + raw[1]]
     return None
 

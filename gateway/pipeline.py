@@ -173,13 +173,16 @@ class Pipeline:
         )
 
 
-MAX_BACKLOG_ITEMS: Final = 16_384
-"""Spans (items) accepted and not yet derived, beyond which senders wait: ~32 SDK batches."""
+MAX_BACKLOG_ITEMS: Final = 8_192
+"""Spans (items) accepted and not yet derived, beyond which senders wait: 16 SDK batches of 512,
+~0.2 s of derivation at saturation. Each waiting span holds its raw bytes and its upb view; at
+16,384 the gateway's peak RSS under saturation was 149-155 MiB (gRPC/HTTP, 512 spans a request),
+at 8,192 146-148 MiB, spans per CPU-second unchanged (two interleaved pairs each, 2026-12-06)."""
 MAX_BACKLOG_BATCHES: Final = 1_024
 """Batches accepted and not yet derived, beyond which senders wait, whatever their size: a decoded
 request costs ~5.4 KiB even for one span (its upb arena and the raw bytes), so 16,384 one-span
 requests under ``MAX_BACKLOG_ITEMS`` alone held 85 MiB (measured; peak RSS 194-197 MiB in the
-benchmark's 1-span HTTP rows). 1,024 is four times the batches of a full backlog of 64-span
+benchmark's 1-span HTTP rows). 1,024 is eight times the batches of a full backlog of 64-span
 requests, so it binds only tiny ones."""
 SLICE_SPANS: Final = 64
 """Spans derived between two turns of the event loop: ~1-2 ms of CPU (2-4 ms measured in the gateway,
